@@ -1,0 +1,65 @@
+"""The audit policy (`--policy FILE`, TOML or YAML): limits and accepted principals per check.
+
+max_template_writers = 3                 # AIB-LP-001: how many principals may change a template
+
+[allowed_principals]                     # per check: principal object IDs that are accepted
+"AIB-LP-001" = ["<object id>", ...]      # an allowed principal is not a violation, but stays in
+"AIB-LP-002" = ["<object id>"]           # the JSON evidence as "allowed"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class PolicyError(Exception):
+    """The policy file is missing or invalid (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_template_writers: int = 3
+    allowed_principals: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def allows(self, check_id: str, principal_id: str) -> bool:
+        return principal_id.lower() in self.allowed_principals.get(check_id, frozenset())
+
+
+def policy_from_dict(data: Any, source: str = "policy") -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: the policy must be a table/mapping")
+    unknown = set(data) - {"max_template_writers", "allowed_principals"}
+    if unknown:
+        raise PolicyError(f"{source}: unknown policy keys {sorted(unknown)}")
+    limit = data.get("max_template_writers", 3)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise PolicyError(f"{source}: max_template_writers must be a whole number >= 0")
+    allowed_raw = data.get("allowed_principals", {}) or {}
+    if not isinstance(allowed_raw, dict):
+        raise PolicyError(f"{source}: allowed_principals must map check IDs to lists of principal IDs")
+    allowed: dict[str, frozenset[str]] = {}
+    for check_id, principals in allowed_raw.items():
+        if not isinstance(principals, list) or not all(isinstance(p, str) for p in principals):
+            raise PolicyError(f"{source}: allowed_principals.{check_id} must be a list of principal IDs")
+        allowed[str(check_id).upper()] = frozenset(p.lower() for p in principals)
+    return Policy(max_template_writers=limit, allowed_principals=allowed)
+
+
+def load_policy(path: str | Path) -> Policy:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"policy file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy file {p}: {exc}") from None
+    try:
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise PolicyError(f"policy file {p} does not parse: {str(exc).splitlines()[0]}") from None
+    return policy_from_dict(data, str(p))

@@ -1,0 +1,181 @@
+"""The snapshot: what the collector read, as ARM returned it, plus the reads that failed.
+
+The snapshot is the seam between I/O and analysis. The collector writes one, `--snapshot-out` saves it,
+`--snapshot` loads it, the emulator serves one, and every fixture estate is one. Format (version 1):
+
+    {
+      "format": "aib-audit-snapshot",
+      "version": 1,
+      "meta": {"tool_version": str, "collected_at": ISO-8601, "arm_endpoint": str, "arm_calls": int},
+      "subscriptions": ["<guid>", ...],          # what was audited
+      "resources": {                             # raw ARM documents, each list de-duplicated by id
+        "imageTemplates": [...], "triggers": [...], "locks": [...], "resourceGroups": [...],
+        "roleAssignments": [...], "roleDefinitions": [...], "denyAssignments": [...],
+        "roleEligibilityScheduleInstances": [...], "userAssignedIdentities": [...],
+        "galleries": [...], "galleryImages": [...]
+      },
+      "errors": [                                # reads that failed; they make checks ERROR
+        {"kind": "<one of the resources keys>", "scope": "<ARM id the read was for>",
+         "status": 403, "code": "AuthorizationFailed", "message": "...",
+         "permission": "Microsoft.Authorization/roleAssignments/read"}
+      ]
+    }
+
+An error's `scope` says how far it reaches: a failed subscription-wide list (scope `/subscriptions/{s}`)
+taints every template in that subscription; a failed trigger list (scope = the template ID) taints one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "aib-audit-snapshot"
+VERSION = 1
+
+KINDS: tuple[str, ...] = (
+    "imageTemplates",
+    "triggers",
+    "locks",
+    "resourceGroups",
+    "roleAssignments",
+    "roleDefinitions",
+    "denyAssignments",
+    "roleEligibilityScheduleInstances",
+    "userAssignedIdentities",
+    "galleries",
+    "galleryImages",
+)
+
+# The permission a Reader-level auditor needs for each kind of read; said in ERROR findings.
+PERMISSIONS: dict[str, str] = {
+    "imageTemplates": "Microsoft.VirtualMachineImages/imageTemplates/read",
+    "triggers": "Microsoft.VirtualMachineImages/imageTemplates/triggers/read",
+    "locks": "Microsoft.Authorization/locks/read",
+    "resourceGroups": "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "roleAssignments": "Microsoft.Authorization/roleAssignments/read",
+    "roleDefinitions": "Microsoft.Authorization/roleDefinitions/read",
+    "denyAssignments": "Microsoft.Authorization/denyAssignments/read",
+    "roleEligibilityScheduleInstances": "Microsoft.Authorization/roleEligibilityScheduleInstances/read",
+    "userAssignedIdentities": "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+    "galleries": "Microsoft.Compute/galleries/read",
+    "galleryImages": "Microsoft.Compute/galleries/images/read",
+}
+
+
+class SnapshotError(Exception):
+    """The snapshot file is missing, unreadable or not a valid snapshot (exit 2)."""
+
+
+@dataclass
+class ReadError:
+    kind: str
+    scope: str
+    status: int | None
+    code: str
+    message: str
+    permission: str = ""
+
+    def describe(self) -> str:
+        status = f"HTTP {self.status}" if self.status else "no response"
+        need = f"; needs {self.permission}" if self.permission else ""
+        return f"could not read {self.kind} at {self.scope} ({status} {self.code}: {self.message}{need})"
+
+
+@dataclass
+class Snapshot:
+    subscriptions: list[str]
+    resources: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    errors: list[ReadError] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, kind: str, docs: list[dict[str, Any]]) -> None:
+        """Add raw documents, keeping the first copy of each ID (lists overlap, e.g. atScope + unfiltered)."""
+        bucket = self.resources.setdefault(kind, [])
+        seen = {str(d.get("id", "")).lower() for d in bucket}
+        for doc in docs:
+            key = str(doc.get("id", "")).lower()
+            if key and key in seen:
+                continue
+            seen.add(key)
+            bucket.append(doc)
+
+    def add_error(
+        self, kind: str, scope: str, status: int | None, code: str, message: str, permission: str | None = None
+    ) -> None:
+        self.errors.append(
+            ReadError(kind, scope, status, code, message, PERMISSIONS.get(kind, "") if permission is None else permission)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "meta": self.meta,
+            "subscriptions": self.subscriptions,
+            "resources": {k: self.resources.get(k, []) for k in KINDS},
+            "errors": [asdict(e) for e in self.errors],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "snapshot") -> Snapshot:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise SnapshotError(f'{source} is not an aib-audit snapshot (no "format": "{FORMAT}")')
+        if data.get("version") != VERSION:
+            raise SnapshotError(f"{source} has snapshot version {data.get('version')!r}; this aib-audit reads {VERSION}")
+        subs = data.get("subscriptions")
+        if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
+            raise SnapshotError(f'{source}: "subscriptions" must be a list of subscription IDs')
+        resources = data.get("resources")
+        if not isinstance(resources, dict):
+            raise SnapshotError(f'{source}: "resources" must be an object')
+        out: dict[str, list[dict[str, Any]]] = {}
+        for kind in KINDS:
+            docs = resources.get(kind, [])
+            if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
+                raise SnapshotError(f"{source}: resources.{kind} must be a list of objects")
+            out[kind] = docs
+        unknown = set(resources) - set(KINDS)
+        if unknown:
+            raise SnapshotError(f"{source}: unknown resource kinds {sorted(unknown)}")
+        errors = []
+        for e in data.get("errors", []) or []:
+            try:
+                errors.append(
+                    ReadError(
+                        kind=str(e["kind"]),
+                        scope=str(e["scope"]),
+                        status=e.get("status"),
+                        code=str(e.get("code", "")),
+                        message=str(e.get("message", "")),
+                        permission=str(e.get("permission", "")),
+                    )
+                )
+            except (KeyError, TypeError) as exc:
+                raise SnapshotError(f'{source}: malformed entry in "errors": {exc}') from None
+        meta = data.get("meta") or {}
+        return cls(subscriptions=list(subs), resources=out, errors=errors, meta=dict(meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Snapshot:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SnapshotError(f"snapshot file not found: {p}") from None
+        except IsADirectoryError:
+            raise SnapshotError(f"snapshot path is a directory, not a file: {p}") from None
+        except PermissionError:
+            raise SnapshotError(f"snapshot file is not readable (permission denied): {p}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SnapshotError(f"cannot read snapshot file {p}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SnapshotError(f"snapshot file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        return cls.from_dict(data, source=str(p))
