@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from auditor.errors import UsageError
 from auditor.findings import Finding, Severity, Status, check_status, error, score
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
 from checks.registry import Check, catalog
 
 
-class UnknownCheckError(ValueError):
+class UnknownCheckError(UsageError):
     """--check / --skip-check named an ID that is not in the catalog (exit 2)."""
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from auditor.errors import UsageError
 
-class PolicyError(Exception):
+
+class PolicyError(UsageError):
     """The policy file is missing or invalid (exit 2)."""
 
 

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor.errors import UsageError
+
 FORMAT = "aib-audit-snapshot"
 VERSION = 1
 
@@ -65,7 +67,7 @@ PERMISSIONS: dict[str, str] = {
 }
 
 
-class SnapshotError(Exception):
+class SnapshotError(UsageError):
     """The snapshot file is missing, unreadable or not a valid snapshot (exit 2)."""
 
 

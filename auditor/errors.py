@@ -1,0 +1,19 @@
+"""Errors that end a run with exit code 2 and one clear line on stderr (never a traceback)."""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """Bad input, configuration or authentication: the CLI prints `aib-audit: error: <message>` and exits 2."""
+
+
+class CredentialError(UsageError):
+    """No usable Azure credential, or the token request failed."""
+
+
+class EndpointError(UsageError):
+    """The ARM endpoint could not be reached (DNS, TLS, connection refused)."""
+
+
+class SubscriptionError(UsageError):
+    """A subscription does not exist or the caller cannot see it."""
