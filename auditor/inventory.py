@@ -445,6 +445,7 @@ class GalleryImage:
     name: str
     location: str
     hyper_v_generation: str | None
+    os_state: str | None = None  # Generalized | Specialized (VM boot optimization skips Specialized images)
 
 
 def parse_gallery_image(doc: dict[str, Any]) -> GalleryImage:
@@ -455,6 +456,7 @@ def parse_gallery_image(doc: dict[str, Any]) -> GalleryImage:
         name=str(doc.get("name") or ids.name_of(gid)),
         location=str(doc.get("location") or ""),
         hyper_v_generation=p.get("hyperVGeneration"),
+        os_state=p.get("osState"),
     )
 
 

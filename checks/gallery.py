@@ -1,1 +1,236 @@
-"""Placeholder until its checks land."""
+"""Azure Compute Gallery targets (best practices in "Azure Compute Gallery": locks, ZRS, replicas, sharing).
+
+A template's gallery targets are its SharedImage distributions. The gallery checks look at the gallery
+resources themselves (locks, sharing) and at how the template replicates versions into them (storage type,
+replica count). The helpers here are shared with the other resilience checks that need gallery targets.
+"""
+
+from __future__ import annotations
+
+from auditor import ids
+from auditor.findings import Finding, error, failed, not_applicable, passed
+from auditor.inventory import Distribution, Inventory, Lock, Template
+from auditor.policy import Policy
+from checks.registry import check
+
+ZRS_TYPES = frozenset({"standard_zrs", "premium_zrs"})
+MIN_REPLICAS = 3
+NO_GALLERY = "the template distributes to no Azure Compute Gallery"
+
+
+def target_galleries(t: Template) -> dict[str, str]:
+    """norm(gallery ID) -> the gallery ID as the template spells it, in distribution order."""
+    out: dict[str, str] = {}
+    for d in t.gallery_distributions:
+        gid = d.gallery_id
+        if gid:
+            out.setdefault(ids.norm(gid), gid)
+    return out
+
+
+def malformed_gallery_targets(t: Template) -> list[Finding]:
+    """ERROR findings for SharedImage distributions whose galleryImageId names no gallery."""
+    return [
+        error(
+            f"gallery distribution '{d.run_output_name}' has galleryImageId '{d.gallery_image_id or ''}', which names no gallery",
+            evidence={"run_output_name": d.run_output_name, "gallery_image_id": d.gallery_image_id},
+        )
+        for d in t.gallery_distributions
+        if not d.gallery_id
+    ]
+
+
+def unaudited_subscription(inv: Inventory, resource_id: str) -> str | None:
+    """The resource's subscription when the audit did not cover it (so nothing was read there), else None."""
+    sub = ids.subscription_of(resource_id)
+    if sub and sub not in inv.subscriptions:
+        return sub
+    return None
+
+
+def _lock_where(lock: Lock, gallery_id: str) -> str:
+    if ids.norm(lock.scope) == ids.norm(gallery_id):
+        return "on the gallery"
+    level = ids.scope_level(lock.scope)
+    return {"resourceGroup": "on its resource group", "subscription": "on its subscription"}.get(level, f"at {lock.scope}")
+
+
+def _lock_evidence(locks: list[Lock]) -> list[dict[str, str]]:
+    return [{"lock_id": lk.id, "level": lk.level, "applied_at": lk.scope} for lk in locks]
+
+
+def _gallery_lock_finding(gallery_id: str, inv: Inventory) -> Finding:
+    locks = sorted(inv.locks_applying_to(gallery_id), key=lambda lk: lk.id.lower())
+    read_only = [lk for lk in locks if lk.level.lower() == "readonly"]
+    cannot_delete = [lk for lk in locks if lk.level.lower() == "cannotdelete"]
+    evidence = {"gallery_id": gallery_id, "locks": _lock_evidence(locks)}
+    if read_only:
+        lk = read_only[0]
+        # A ReadOnly lock also protects from deletion, but it blocks writes to child resources: the
+        # template identity can no longer add image versions, so every build fails at distribution.
+        return failed(
+            f"ReadOnly lock '{lk.name}' {_lock_where(lk, gallery_id)} blocks Image Builder from writing image versions"
+            f" to gallery {ids.name_of(gallery_id)}: replace it with a CanNotDelete lock",
+            resource_id=gallery_id,
+            evidence=evidence,
+        )
+    if errs := inv.read_errors("locks", gallery_id):
+        # A lock that could not be read might be a ReadOnly one: fail closed even when a CanNotDelete lock is seen.
+        return error(f"cannot tell how gallery {ids.name_of(gallery_id)} is locked: {errs[0].describe()}", resource_id=gallery_id)
+    if cannot_delete:
+        lk = cannot_delete[0]
+        return passed(
+            f"gallery {ids.name_of(gallery_id)} is protected by CanNotDelete lock '{lk.name}' {_lock_where(lk, gallery_id)}",
+            resource_id=gallery_id,
+            evidence=evidence,
+        )
+    if sub := unaudited_subscription(inv, gallery_id):
+        return error(
+            f"cannot tell whether gallery {ids.name_of(gallery_id)} is locked: its subscription {sub} is not in the audit"
+            " (add it with --subscription)",
+            resource_id=gallery_id,
+            evidence=evidence,
+        )
+    return failed(
+        f"no CanNotDelete lock on gallery {ids.name_of(gallery_id)}, its resource group or its subscription",
+        resource_id=gallery_id,
+        evidence=evidence,
+    )
+
+
+@check("AIB-GAL-001")
+def gallery_locked(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    galleries = target_galleries(t)
+    bad = malformed_gallery_targets(t)
+    if not galleries and not bad:
+        return [not_applicable(NO_GALLERY)]
+    return bad + [_gallery_lock_finding(gid, inv) for gid in galleries.values()]
+
+
+def _regions_text(d: Distribution) -> str:
+    return "the deprecated replicationRegions" if d.legacy_replication_regions else "targetRegions"
+
+
+@check("AIB-GAL-002")
+def gallery_zrs(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    dists = t.gallery_distributions
+    if not dists:
+        return [not_applicable(NO_GALLERY)]
+    out: list[Finding] = []
+    for d in dists:
+        types = {r.name: r.storage_account_type for r in d.target_regions}
+        evidence = {"run_output_name": d.run_output_name, "gallery_image_id": d.gallery_image_id, "storage_account_types": types}
+        evidence["legacy_replication_regions"] = d.legacy_replication_regions
+        if not d.target_regions:
+            out.append(
+                failed(
+                    f"gallery distribution '{d.run_output_name}' lists no target regions, so its versions use the default"
+                    " Standard_LRS storage",
+                    evidence=evidence,
+                )
+            )
+            continue
+        lrs = [
+            f"{r.name} ({r.storage_account_type})" for r in d.target_regions if r.storage_account_type.lower() not in ZRS_TYPES
+        ]
+        if lrs:
+            out.append(
+                failed(
+                    f"gallery distribution '{d.run_output_name}' stores replicas on locally redundant storage in"
+                    f" {', '.join(lrs)} ({_regions_text(d)}): use Standard_ZRS",
+                    evidence=evidence,
+                )
+            )
+        else:
+            out.append(
+                passed(
+                    f"gallery distribution '{d.run_output_name}' stores replicas on ZRS in every target region"
+                    f" ({', '.join(types)})",
+                    evidence=evidence,
+                )
+            )
+    return out
+
+
+@check("AIB-GAL-003")
+def gallery_replicas(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    dists = t.gallery_distributions
+    if not dists:
+        return [not_applicable(NO_GALLERY)]
+    out: list[Finding] = []
+    for d in dists:
+        counts = {r.name: r.replica_count for r in d.target_regions}
+        evidence = {"run_output_name": d.run_output_name, "gallery_image_id": d.gallery_image_id, "replica_counts": counts}
+        evidence["legacy_replication_regions"] = d.legacy_replication_regions
+        if not d.target_regions:
+            out.append(
+                failed(
+                    f"gallery distribution '{d.run_output_name}' lists no target regions, so its versions keep the default"
+                    f" single replica (keep {MIN_REPLICAS}+)",
+                    evidence=evidence,
+                )
+            )
+            continue
+        few = [f"{r.name} ({r.replica_count})" for r in d.target_regions if r.replica_count < MIN_REPLICAS]
+        if few:
+            how = (
+                ": the deprecated replicationRegions cannot set replicaCount, move to targetRegions"
+                if d.legacy_replication_regions
+                else ""
+            )
+            out.append(
+                failed(
+                    f"gallery distribution '{d.run_output_name}' keeps fewer than {MIN_REPLICAS} replicas in"
+                    f" {', '.join(few)}{how}",
+                    evidence=evidence,
+                )
+            )
+        else:
+            out.append(
+                passed(
+                    f"gallery distribution '{d.run_output_name}' keeps {MIN_REPLICAS}+ replicas in every target region"
+                    f" ({', '.join(f'{n}: {c}' for n, c in counts.items())})",
+                    evidence=evidence,
+                )
+            )
+    return out
+
+
+def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
+    name = ids.name_of(gallery_id)
+    gallery = inv.galleries.get(ids.norm(gallery_id))
+    if gallery is None:
+        if errs := inv.read_errors("galleries", gallery_id):
+            return error(f"cannot tell how gallery {name} is shared: {errs[0].describe()}", resource_id=gallery_id)
+        if sub := unaudited_subscription(inv, gallery_id):
+            return error(
+                f"cannot tell how gallery {name} is shared: its subscription {sub} is not in the audit"
+                " (add it with --subscription)",
+                resource_id=gallery_id,
+            )
+        return error(
+            f"cannot tell how gallery {name} is shared: it was not among the galleries listed in its subscription"
+            " (deleted, or the galleryImageId is wrong)",
+            resource_id=gallery_id,
+        )
+    evidence = {"gallery_id": gallery.id, "sharing_permissions": gallery.sharing_permissions}
+    if gallery.sharing_permissions.lower() == "community":
+        return failed(
+            f"gallery {gallery.name} is shared to the community: anyone in Azure can deploy its images",
+            resource_id=gallery_id,
+            evidence=evidence,
+        )
+    return passed(
+        f"gallery {gallery.name} is not shared to the community (sharing: {gallery.sharing_permissions})",
+        resource_id=gallery_id,
+        evidence=evidence,
+    )
+
+
+@check("AIB-GAL-004")
+def gallery_not_community(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    galleries = target_galleries(t)
+    bad = malformed_gallery_targets(t)
+    if not galleries and not bad:
+        return [not_applicable(NO_GALLERY)]
+    return bad + [_sharing_finding(gid, inv) for gid in galleries.values()]
