@@ -1,0 +1,247 @@
+"""ARM paths -> handlers over the estate.
+
+Paths arrive decoded (the SDKs percent-encode scopes, `/%2Fsubscriptions%2F...`) with duplicate slashes
+collapsed; every segment is matched case-insensitively. Extension resources under
+`{scope}/providers/Microsoft.Authorization/...` are routed by the last such segment; everything else by
+`/subscriptions/{s}[/resourceGroups/{rg}][/providers/{ns}/{type}[/{name}[/{child}[/{childName}]]]]`.
+Lists are paged with an absolute `nextLink` carrying `$skiptoken`, `api-version` and `$filter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from auditor.snapshot import PERMISSIONS
+
+from .filters import filter_role_definitions, in_view, matches, parse_scope_filter
+from .responses import (
+    ArmError,
+    Response,
+    bad_request,
+    json_response,
+    not_found,
+    resource_group_not_found,
+    resource_not_found,
+    subscription_not_found,
+)
+from .store import ARM_TYPES, CHILD_KINDS, EXTENSION_KINDS, TYPED_KINDS, EstateStore
+
+AUTH_MARK = "/providers/microsoft.authorization/"
+SKIP_KEYS = ("$skiptoken",)
+SUBSCRIPTION_READ = "Microsoft.Resources/subscriptions/read"
+GENERIC_READ = "*/read"
+
+# Not-found codes ARM uses for a missing extension resource.
+_EXTENSION_NOT_FOUND: dict[str, str] = {
+    "locks": "LockNotFound",
+    "roleAssignments": "RoleAssignmentNotFound",
+    "roleDefinitions": "RoleDefinitionDoesNotExist",
+    "denyAssignments": "DenyAssignmentNotFound",
+    "roleEligibilityScheduleInstances": "RoleEligibilityScheduleInstanceNotFound",
+}
+
+
+@dataclass
+class Request:
+    path: str  # decoded, one slash between segments, no trailing slash, original case
+    params: dict[str, str] = field(default_factory=dict)  # query, keys as sent
+    endpoint: str = ""
+
+    def param(self, name: str) -> str | None:
+        """Case-insensitive query lookup (`$skipToken` and `$skiptoken` are the same to ARM)."""
+        wanted = name.lower()
+        for key, value in self.params.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class Route:
+    action: str  # the permission a read here needs; named in 403 messages
+    run: Callable[[Request], Response]
+
+
+class Router:
+    def __init__(self, store: EstateStore, page_size: int) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be >= 1")
+        self.store = store
+        self.page_size = page_size
+
+    # --- entry point ----------------------------------------------------------------------------------------
+
+    def resolve(self, path: str) -> Route:
+        """Find the handler for a GET on `path`; raises ArmError for paths ARM would not serve."""
+        idx = path.lower().rfind(AUTH_MARK)
+        if idx >= 0:
+            return self._extension(path[:idx] or "/", path[idx + len(AUTH_MARK) :].split("/"))
+        segs = [s for s in path.split("/") if s]
+        low = [s.lower() for s in segs]
+        if low[:1] != ["subscriptions"]:
+            raise not_found("NotFound", f"The emulator does not serve '{path}'.")
+        if len(segs) == 1:
+            return Route(SUBSCRIPTION_READ, lambda req: self._page(req, self.store.subscription_docs()))
+        sub = segs[1]
+        rest, low_rest = segs[2:], low[2:]
+        if not rest:
+            return Route(SUBSCRIPTION_READ, lambda req: self._subscription(sub))
+        if low_rest[0] == "resourcegroups":
+            return self._under_resource_groups(sub, rest[1:], low_rest[1:])
+        if low_rest[0] == "providers":
+            return self._typed(sub, None, rest[1:])
+        raise self._unknown_type(path)
+
+    # --- subscriptions and resource groups ------------------------------------------------------------------
+
+    def _check_sub(self, sub: str) -> None:
+        if not self.store.has_subscription(sub):
+            raise subscription_not_found(sub)
+
+    def _check_rg(self, sub: str, rg: str) -> None:
+        self._check_sub(sub)
+        if not self.store.resource_group_known(sub, rg):
+            raise resource_group_not_found(rg)
+
+    def _subscription(self, sub: str) -> Response:
+        self._check_sub(sub)
+        return json_response(200, self.store.subscription_doc(sub))
+
+    def _under_resource_groups(self, sub: str, rest: list[str], low: list[str]) -> Route:
+        action = PERMISSIONS["resourceGroups"]
+        if not rest:
+
+            def list_rgs(req: Request) -> Response:
+                self._check_sub(sub)
+                return self._page(req, self.store.resource_groups(sub))
+
+            return Route(action, list_rgs)
+        rg = rest[0]
+        if len(rest) == 1:
+
+            def get_rg(req: Request) -> Response:
+                self._check_sub(sub)
+                doc = self.store.resource_group_doc(sub, rg)
+                if doc is None:
+                    raise resource_group_not_found(rg)
+                return json_response(200, doc)
+
+            return Route(action, get_rg)
+        if low[1] == "providers":
+            return self._typed(sub, rg, rest[2:])
+        raise self._unknown_type("/".join(rest))
+
+    # --- typed resources: templates, identities, galleries and their children -------------------------------
+
+    def _typed(self, sub: str, rg: str | None, rest: list[str]) -> Route:
+        if len(rest) < 2:
+            raise self._unknown_type("/".join(rest))
+        kind = TYPED_KINDS.get(f"{rest[0]}/{rest[1]}".lower())
+        if kind is None:
+            raise self._unknown_type(f"{rest[0]}/{rest[1]}")
+        tail = rest[2:]
+        if not tail:
+            return Route(PERMISSIONS[kind], lambda req: self._list_typed(req, kind, sub, rg))
+        if rg is None:
+            raise self._unknown_type("/".join(rest))  # a named resource always sits in a resource group
+        base = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{rest[0]}/{rest[1]}/{tail[0]}"
+        if len(tail) == 1:
+            return Route(PERMISSIONS[kind], lambda req: self._get_typed(kind, sub, rg, base))
+        child = CHILD_KINDS.get((kind, tail[1].lower()))
+        if child is None or len(tail) > 3:
+            raise self._unknown_type("/".join(rest))
+        child_name = tail[2] if len(tail) == 3 else None
+        return Route(PERMISSIONS[child], lambda req: self._child(req, kind, child, sub, rg, base, child_name))
+
+    def _list_typed(self, req: Request, kind: str, sub: str, rg: str | None) -> Response:
+        if rg is None:
+            self._check_sub(sub)
+            return self._page(req, self.store.in_subscription(kind, sub))
+        self._check_rg(sub, rg)
+        return self._page(req, self.store.in_resource_group(kind, sub, rg))
+
+    def _get_typed(self, kind: str, sub: str, rg: str, resource_id: str) -> Response:
+        self._check_rg(sub, rg)
+        doc = self.store.get(kind, resource_id)
+        if doc is None:
+            raise resource_not_found(ARM_TYPES[kind], resource_id.rsplit("/", 1)[-1], rg)
+        return json_response(200, doc)
+
+    def _child(self, req: Request, kind: str, child: str, sub: str, rg: str, parent_id: str, name: str | None) -> Response:
+        self._get_typed(kind, sub, rg, parent_id)  # the parent must exist (404 names the parent)
+        if name is None:
+            return self._page(req, self.store.children(child, parent_id))
+        child_id = f"{parent_id}/{ARM_TYPES[child].rsplit('/', 1)[-1]}/{name}"
+        doc = self.store.get(child, child_id)
+        if doc is None:
+            parent_name = parent_id.rsplit("/", 1)[-1]
+            raise resource_not_found(ARM_TYPES[child], f"{parent_name}/{name}", rg)
+        return json_response(200, doc)
+
+    # --- Microsoft.Authorization extension resources --------------------------------------------------------
+
+    def _extension(self, scope: str, rest: list[str]) -> Route:
+        kind = EXTENSION_KINDS.get(rest[0].lower()) if rest else None
+        if kind is None or len(rest) > 2:
+            raise self._unknown_type("Microsoft.Authorization/" + "/".join(rest))
+        action = PERMISSIONS[kind]
+        if len(rest) == 2:
+            return Route(action, lambda req: self._get_extension(kind, scope, rest[1]))
+        if kind == "roleDefinitions":
+            return Route(action, lambda req: self._list_role_definitions(req, scope))
+        return Route(action, lambda req: self._list_extension(req, kind, scope))
+
+    def _check_scope(self, scope: str) -> None:
+        parts = [s for s in scope.split("/") if s]
+        if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+            self._check_sub(parts[1])
+
+    def _list_extension(self, req: Request, kind: str, scope: str) -> Response:
+        self._check_scope(scope)
+        flt = parse_scope_filter(req.param("$filter"), kind)
+        docs = [s.doc for s in self.store.scoped(kind) if in_view(s.scope, scope, flt) and matches(s.doc, flt)]
+        return self._page(req, docs)
+
+    def _list_role_definitions(self, req: Request, scope: str) -> Response:
+        self._check_scope(scope)
+        return self._page(req, filter_role_definitions(self.store.all("roleDefinitions"), req.param("$filter")))
+
+    def _get_extension(self, kind: str, scope: str, name: str) -> Response:
+        self._check_scope(scope)
+        if kind == "roleDefinitions":
+            doc = self.store.role_definition(name)  # ARM finds a definition by GUID whatever the prefix
+        else:
+            doc = self.store.get(kind, f"{scope.rstrip('/')}/providers/Microsoft.Authorization/{kind}/{name}")
+        if doc is None:
+            if kind == "roleDefinitions":
+                raise not_found(_EXTENSION_NOT_FOUND[kind], f"The specified role definition with ID '{name}' does not exist.")
+            raise not_found(_EXTENSION_NOT_FOUND[kind], f"The {kind[:-1]} '{name}' does not exist at scope '{scope}'.")
+        return json_response(200, doc)
+
+    # --- helpers --------------------------------------------------------------------------------------------
+
+    def _unknown_type(self, what: str) -> ArmError:
+        return bad_request("InvalidResourceType", f"The resource type or path '{what}' is not served by the aib-audit emulator.")
+
+    def _page(self, req: Request, items: list[dict[str, Any]]) -> Response:
+        token = req.param("$skiptoken")
+        try:
+            start = int(token) if token else 0
+        except ValueError:
+            raise bad_request("InvalidSkipToken", f"The skip token '{token}' is not valid.") from None
+        if start < 0:
+            raise bad_request("InvalidSkipToken", f"The skip token '{token}' is not valid.")
+        end = start + self.page_size
+        body: dict[str, Any] = {"value": items[start:end]}
+        if end < len(items):
+            body["nextLink"] = self._next_link(req, end)
+        return json_response(200, body)
+
+    def _next_link(self, req: Request, start: int) -> str:
+        pairs = [(k, v) for k, v in req.params.items() if k.lower() not in SKIP_KEYS]
+        pairs.append(("$skiptoken", str(start)))
+        query = "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in pairs)
+        return f"{req.endpoint}{quote(req.path, safe='/')}?{query}"

@@ -1,0 +1,444 @@
+"""The HTTPS server: TLS with a throwaway CA, ARM's request checks, fault injection and the request log.
+
+Every request goes through the same steps, in ARM's order: writes are refused (405, recorded); then the
+bearer token (401), the subscription's read bucket (429), `api-version` (400), injected 5xx, forbidden scopes
+(403), routing (404 and friends), and finally broken bodies. Latency is added before any of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http
+import json
+import socket
+import ssl
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import trustme
+
+from auditor.ids import norm
+from auditor.snapshot import Snapshot
+
+from .faults import TRUNCATED, FaultInjector, Faults
+from .responses import ArmError, Response
+from .routes import GENERIC_READ, Request, Route, Router
+from .store import EstateStore
+
+READ_METHODS = ("GET", "HEAD")
+WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
+# POSTs that only read. Resource Graph queries are reads; the emulator does not serve them, but must not
+# count them as write attempts. `listKeys` and friends return secrets and are refused like writes.
+READ_ONLY_POSTS = ("/providers/microsoft.resourcegraph/resources",)
+LOOPBACK = "127.0.0.1"
+HANDLER_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.05  # how soon stop() is noticed by the accept loop
+_ANONYMOUS_OID = str(uuid.uuid5(uuid.NAMESPACE_URL, "aib-audit-emulator:client"))
+_BROKEN_TEXT = b"<html><head><title>502 Bad Gateway</title></head><body>upstream connect error</body></html>"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str  # decoded, as routed
+    query: str  # decoded query string
+    status: int
+
+    def param(self, name: str) -> str | None:
+        """A query parameter by name (case-insensitive), e.g. `record.param("$filter")`."""
+        for key, value in parse_qsl(self.query, keep_blank_values=True):
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+def clean_path(raw_path: str) -> str:
+    """Decode and collapse `//` (scope-encoded SDK paths decode to `//subscriptions/...`)."""
+    segments = [s for s in unquote(raw_path).split("/") if s]
+    return "/" + "/".join(segments)
+
+
+def _object_id(authorization: str) -> str:
+    """The caller's object ID from a JWT bearer token, for 403 messages; a fixed one for opaque tokens."""
+    token = authorization.split(" ", 1)[-1].strip()
+    parts = token.split(".")
+    if len(parts) == 3:
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+            oid = payload.get("oid") if isinstance(payload, dict) else None
+            if isinstance(oid, str) and oid:
+                return oid
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return _ANONYMOUS_OID
+
+
+class Emulator:
+    """An ARM-compatible HTTPS endpoint on 127.0.0.1 serving one estate (a snapshot). Read-only."""
+
+    def __init__(self, estate: dict[str, Any] | Snapshot, page_size: int = 100, faults: Faults | None = None) -> None:
+        snapshot = estate if isinstance(estate, Snapshot) else Snapshot.from_dict(estate, source="estate")
+        self.faults = faults or Faults()
+        self._router = Router(EstateStore(snapshot), page_size)
+        self._injector = FaultInjector(self.faults)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._records: list[tuple[int, RequestRecord]] = []
+        self._write_records: list[tuple[int, RequestRecord]] = []
+        self._throttled = 0
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._endpoint = ""
+        self._ca_bundle = ""
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> Emulator:
+        """Bind 127.0.0.1 (`port` 0 picks a free one) and serve in a background thread."""
+        if self._httpd is not None:
+            return self
+        ca = trustme.CA()
+        cert = ca.issue_cert(LOOPBACK, "localhost")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(context)
+        self._tmp = tempfile.TemporaryDirectory(prefix="aib-emulator-")
+        bundle = Path(self._tmp.name) / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        self._httpd = _Server((LOOPBACK, port), _Handler, self, context)
+        port = self._httpd.server_address[1]
+        self._endpoint = f"https://{LOOPBACK}:{port}"
+        self._ca_bundle = str(bundle)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S}, name="aib-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()  # ends serve_forever: no new connections
+        httpd.close_connections()  # wakes handler threads blocked on idle keep-alive sockets
+        httpd.server_close()  # joins the handler threads
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- what callers read ----------------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        if not self._endpoint:
+            raise RuntimeError("the emulator is not started")
+        return self._endpoint
+
+    @property
+    def ca_bundle(self) -> str:
+        if not self._ca_bundle:
+            raise RuntimeError("the emulator is not started")
+        return self._ca_bundle
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return [r for _, r in sorted(self._records, key=lambda item: item[0])]
+
+    @property
+    def writes(self) -> list[RequestRecord]:
+        with self._lock:
+            return [r for _, r in sorted(self._write_records, key=lambda item: item[0])]
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return self._seq
+
+    @property
+    def throttled(self) -> int:
+        with self._lock:
+            return self._throttled
+
+    def reset_counters(self) -> None:
+        """Forget the request log and counters (the throttle buckets keep their state, as ARM's would)."""
+        with self._lock:
+            self._seq = 0
+            self._records.clear()
+            self._write_records.clear()
+            self._throttled = 0
+
+    # --- the request pipeline -------------------------------------------------------------------------------
+
+    def _arrive(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    def _record(self, seq: int, record: RequestRecord, write: bool) -> None:
+        with self._lock:
+            self._records.append((seq, record))
+            if write:
+                self._write_records.append((seq, record))
+            if record.status == 429:
+                self._throttled += 1
+
+    def handle(self, method: str, path: str, params: dict[str, str], authorization: str) -> tuple[Response, bool]:
+        """Answer one request. Returns the response and whether it was a refused write."""
+        self._injector.delay()
+        if method in WRITE_METHODS and not (method == "POST" and norm(path) in READ_ONLY_POSTS):
+            return _refused(method, path), True
+        try:
+            return self._read(method, path, params, authorization), False
+        except ArmError as err:
+            return err.to_response(), False
+
+    def _read(self, method: str, path: str, params: dict[str, str], authorization: str) -> Response:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthenticated(authorization)
+        throttle = self._injector.throttle(path)
+        rate_headers: dict[str, str] = {}
+        if throttle is not None:
+            remaining = str(throttle.remaining)
+            rate_headers = {
+                "x-ms-ratelimit-remaining-subscription-reads": remaining,
+                "x-ms-ratelimit-remaining-subscription-global-reads": remaining,
+            }
+            if not throttle.allowed:
+                raise _throttled(path, throttle.retry_after_s, rate_headers)
+        request = Request(path, params, self.endpoint)
+        if not request.param("api-version"):
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+                rate_headers,
+            )
+        status = self._injector.server_error()
+        if status is not None:
+            raise _server_error(status, rate_headers)
+        if method == "POST":  # an allow-listed read-only POST
+            raise ArmError(400, "NotSupportedByEmulator", f"The emulator does not serve POST {path}.", rate_headers)
+        route, route_error = self._route(path)
+        forbidden = self._injector.forbidden_scope(path)
+        if forbidden is not None:
+            raise _forbidden(authorization, route.action if route else GENERIC_READ, path, rate_headers)
+        if route_error is not None:
+            route_error.headers.update(rate_headers)
+            raise route_error
+        assert route is not None
+        try:
+            response = route.run(request)
+        except ArmError as err:
+            err.headers.update(rate_headers)
+            raise
+        response.headers.update(rate_headers)
+        return self._maybe_break(path, response)
+
+    def _route(self, path: str) -> tuple[Route | None, ArmError | None]:
+        try:
+            return self._router.resolve(path), None
+        except ArmError as err:
+            return None, err
+
+    def _maybe_break(self, path: str, response: Response) -> Response:
+        mode = self._injector.broken_mode(path)
+        if mode is None:
+            return response
+        if mode == TRUNCATED:
+            body = response.body if response.status == 200 and len(response.body) > 2 else b'{"value": [{"id": "/sub'
+            return Response(200, body[: max(1, len(body) // 2)], response.headers)
+        return Response(200, _BROKEN_TEXT, response.headers)
+
+
+def _refused(method: str, path: str) -> Response:
+    return ArmError(
+        405,
+        "ReadOnlyEmulator",
+        f"The aib-audit emulator is read-only: {method} {path} was refused and recorded.",
+        {"Allow": ", ".join(READ_METHODS)},
+    ).to_response()
+
+
+def _unauthenticated(authorization: str) -> ArmError:
+    why = "The 'Authorization' header is missing." if not authorization.strip() else "The access token is invalid."
+    return ArmError(
+        401,
+        "AuthenticationFailed",
+        f"Authentication failed. {why}",
+        {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'},
+    )
+
+
+def _throttled(path: str, retry_after_s: int, rate_headers: dict[str, str]) -> ArmError:
+    sub = path.split("/")[2] if path.lower().startswith("/subscriptions/") else None
+    code, who = ("SubscriptionRequestsThrottled", f"subscription '{sub}'") if sub else ("TenantRequestsThrottled", "tenant")
+    return ArmError(
+        429,
+        code,
+        f"Number of 'read' requests for {who} exceeded. Please try again after '{retry_after_s}' seconds "
+        "after additional tokens are available. Refer to https://aka.ms/arm-throttling",
+        {**rate_headers, "Retry-After": str(retry_after_s)},
+    )
+
+
+def _server_error(status: int, rate_headers: dict[str, str]) -> ArmError:
+    if status == 503:
+        headers = {**rate_headers, "Retry-After": "1"}
+        return ArmError(503, "ServiceUnavailable", "The service is temporarily unavailable.", headers)
+    return ArmError(500, "InternalServerError", "Encountered an internal server error.", rate_headers)
+
+
+def _forbidden(authorization: str, action: str, scope: str, rate_headers: dict[str, str]) -> ArmError:
+    oid = _object_id(authorization)
+    return ArmError(
+        403,
+        "AuthorizationFailed",
+        f"The client '{oid}' with object id '{oid}' does not have authorization to perform action '{action}' "
+        f"over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+        rate_headers,
+    )
+
+
+class _Server(ThreadingHTTPServer):
+    """Threads per connection; TLS handshakes happen in the connection's thread, not the accept loop."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], emulator: Emulator, context: ssl.SSLContext
+    ) -> None:
+        self.emulator = emulator
+        self.context = context
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = self.socket.accept()
+        tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._open_lock:
+            self._open.add(tls)
+        return tls, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain shutdown: safe across threads
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up or fail the TLS handshake are not worth a traceback."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    timeout = HANDLER_TIMEOUT_S
+    server: _Server
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        """Silence the stdlib's stderr log; the emulator keeps its own."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve()
+
+    def _serve(self) -> None:
+        emulator = self.server.emulator
+        seq = emulator._arrive()
+        self._drain_body()
+        raw_path, _, raw_query = self.path.partition("?")
+        path = clean_path(raw_path)
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        response, refused = emulator.handle(self.command, path, params, self.headers.get("Authorization", ""))
+        if self.command == "HEAD" and response.status == 200:
+            response = Response(204, b"", response.headers, response.content_type)
+        # Record before answering: a caller that reads the log right after its call must see this request.
+        emulator._record(seq, RequestRecord(self.command, path, unquote(raw_query), response.status), refused)
+        self._send(response)
+
+    def _drain_body(self) -> None:
+        """Read any request body so the keep-alive connection stays in step."""
+        length = int(self.headers.get("Content-Length") or 0)
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status, http.HTTPStatus(response.status).phrase)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(response.body)))
+        self.send_header("Cache-Control", "no-cache")
+        request_id = str(uuid.uuid4())
+        self.send_header("x-ms-request-id", request_id)
+        self.send_header("x-ms-correlation-request-id", request_id)
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+
+def serve(estate_path: str, host: str = LOOPBACK, port: int = 0, page_size: int = 100, faults: Faults | None = None) -> None:
+    """Serve an estate file until Ctrl-C (`aib-audit emulate --estate FILE`). Binds loopback only."""
+    from auditor.errors import UsageError
+
+    if host not in (LOOPBACK, "localhost"):
+        raise UsageError(f"the emulator binds 127.0.0.1 only, not {host!r}")
+    emulator = Emulator(Snapshot.load(estate_path), page_size=page_size, faults=faults)
+    emulator.start(port)
+    try:
+        print(f"ARM emulator serving {estate_path}", flush=True)
+        print(f"endpoint:  {emulator.endpoint}", flush=True)
+        print(f"CA bundle: {emulator.ca_bundle}", flush=True)
+        print(f"try:       REQUESTS_CA_BUNDLE={emulator.ca_bundle} aib-audit --arm-endpoint {emulator.endpoint} ...", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
