@@ -1,0 +1,476 @@
+"""The command line: `aib-audit` (audit), `aib-audit checks` (the catalog), `aib-audit emulate` (serve an estate).
+
+Exit codes are a contract for scheduled jobs: 0 nothing failed, 1 a FAIL, 2 usage/configuration/authentication
+error, 3 incomplete (a read failed), 4 a bug in aib-audit. Every error is one line on stderr, never a traceback:
+`main()` runs the typer app with standalone_mode=False and turns every user-facing error into that line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from auditor import __version__, ids
+from auditor.errors import UsageError
+from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, exit_code_for, render
+from auditor.snapshot import Snapshot
+
+try:  # typer >= 0.20 vendors click; older typer uses click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException  # type: ignore[no-redef]
+
+PROG = "aib-audit"
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+EMULATOR_HOST = "127.0.0.1"  # the emulator serves loopback only: it hands out estates without real auth
+
+EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items()) + "."
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class CatalogFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+app = typer.Typer(
+    name=PROG,
+    help="Audit Azure VM Image Builder templates against Microsoft's best practices.",
+    epilog=EPILOG,
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+)
+
+
+# --------------------------------------------------------------------------------------------- options
+
+
+@dataclass
+class AuditOptions:
+    subscriptions: list[str] = field(default_factory=list)
+    demo: bool = False
+    snapshot: Path | None = None
+    snapshot_out: Path | None = None
+    fmt: str = "table"
+    output: Path | None = None
+    arm_endpoint: str | None = None
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    policy: Path | None = None
+    max_workers: int = 8
+    source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
+
+
+def parse_subscriptions(values: list[str]) -> list[str]:
+    """GUIDs, lower case, duplicates dropped, order kept. Checked before any credential is touched."""
+    out: list[str] = []
+    for raw in values:
+        sub = raw.strip()
+        if not ids.is_guid(sub):
+            raise UsageError(f"'{raw}' is not a subscription ID (a GUID)")
+        if sub.lower() not in out:
+            out.append(sub.lower())
+    return out
+
+
+def validate(opts: AuditOptions) -> None:
+    """Exactly one source, and no option that the chosen source would silently ignore."""
+    given = [
+        name for name, on in (("--subscription", opts.subscriptions), ("--demo", opts.demo), ("--snapshot", opts.snapshot)) if on
+    ]
+    if not given:
+        raise UsageError("say what to audit: --subscription ID (live), --demo (bundled sample) or --snapshot FILE")
+    if len(given) > 1:
+        raise UsageError(f"give only one of --subscription, --demo and --snapshot (got {' and '.join(given)})")
+    opts.source = "live" if opts.subscriptions else "demo" if opts.demo else "snapshot"
+    opts.subscriptions = parse_subscriptions(opts.subscriptions)
+    if opts.arm_endpoint is not None:
+        if not opts.subscriptions:
+            raise UsageError("--arm-endpoint only applies to --subscription")
+        from auditor.azure import normalize_endpoint  # imports the Azure SDKs: only on the live path
+
+        opts.arm_endpoint = normalize_endpoint(opts.arm_endpoint)
+    if opts.snapshot and opts.snapshot_out:
+        raise UsageError("--snapshot-out saves what was collected; it cannot be combined with --snapshot")
+    for flag, path in (("--output", opts.output), ("--snapshot-out", opts.snapshot_out)):
+        if path is not None:
+            check_writable(flag, path)
+
+
+def check_writable(flag: str, path: Path) -> None:
+    """Fail before a long collection rather than after it."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory, not a file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: directory {parent} is not writable")
+
+
+# --------------------------------------------------------------------------------------------- output
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_target(path: Path, flag: str) -> Iterator[Path]:
+    """A temp file beside `path`, renamed over it only when the body succeeds: an old report is never lost half-way."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
+        os.chmod(tmp_path, mode)
+        os.replace(tmp_path, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str, flag: str = "--output") -> None:
+    with atomic_target(path, flag) as tmp:
+        # newline="" keeps the CSV's RFC 4180 CRLF line ends as they are on every platform.
+        tmp.write_text(text, encoding="utf-8", newline="")
+
+
+def emit(text: str, output: Path | None) -> None:
+    if output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `aib-audit ... | head`: the reader left; keep the audit's exit code, no noise
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    else:
+        write_text_atomic(output, text)
+
+
+# --------------------------------------------------------------------------------------------- collection
+
+
+@contextmanager
+def progress_display() -> Iterator[Callable[[str], None] | None]:
+    """A spinner with the collector's latest step on stderr, only for a person at a terminal; CI logs stay clean."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    with Console(stderr=True).status(Text("collecting"), spinner="dots") as status:
+
+        def say(message: str) -> None:  # called from the collector's worker threads; rich's Live locks
+            status.update(Text(f"collecting: {message}"))
+
+        yield say
+
+
+def collect_live(opts: AuditOptions) -> Snapshot:
+    from auditor.azure import default_credential
+    from auditor.collect import collect
+
+    opts.arm_endpoint = opts.arm_endpoint or DEFAULT_ARM_ENDPOINT
+    credential = default_credential()
+    try:
+        with progress_display() as progress:
+            return collect(
+                opts.subscriptions,
+                credential,
+                arm_endpoint=opts.arm_endpoint,
+                connection_verify=True,  # the system CA store, or REQUESTS_CA_BUNDLE as Azure users expect
+                max_workers=opts.max_workers,
+                progress=progress,
+            )
+    finally:
+        credential.close()
+
+
+def demo_estate() -> dict[str, Any]:
+    """The bundled demo estate, found through the `fixtures` package so it works from an installed wheel too."""
+    ref = resources.files("fixtures").joinpath("estates", "demo.json")
+    try:
+        return json.loads(ref.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"the bundled demo estate cannot be read ({exc}); reinstall aib-audit") from None
+
+
+def collect_demo(opts: AuditOptions) -> Snapshot:
+    """Serve the demo estate from the in-process emulator and collect it through the real SDK path."""
+    from auditor.azure import StaticTokenCredential
+    from auditor.collect import collect
+    from auditor.emulator import Emulator
+
+    estate = demo_estate()
+    opts.subscriptions = [str(s).lower() for s in estate.get("subscriptions", [])]
+    with Emulator(estate) as emu, progress_display() as progress:
+        opts.arm_endpoint = emu.endpoint
+        return collect(
+            opts.subscriptions,
+            StaticTokenCredential(),
+            arm_endpoint=emu.endpoint,
+            connection_verify=emu.ca_bundle,
+            max_workers=opts.max_workers,
+            progress=progress,
+        )
+
+
+def acquire(opts: AuditOptions) -> Snapshot:
+    if opts.source == "snapshot" and opts.snapshot is not None:
+        snap = Snapshot.load(opts.snapshot)
+        opts.subscriptions = [s.lower() for s in snap.subscriptions]
+        opts.arm_endpoint = str(snap.meta.get("arm_endpoint") or "")
+        return snap
+    snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
+    if opts.snapshot_out is not None:  # saved before the audit, so the data survives whatever follows
+        with atomic_target(opts.snapshot_out, "--snapshot-out") as tmp:
+            snap.save(tmp)
+    return snap
+
+
+# --------------------------------------------------------------------------------------------- the audit
+
+
+def _meta_int(meta: dict[str, Any], key: str) -> int:
+    value = meta.get(key, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def run_audit_command(opts: AuditOptions) -> int:
+    from auditor.audit import run_audit, select_checks
+    from auditor.inventory import build_inventory
+    from auditor.policy import Policy, load_policy
+
+    started = datetime.now(UTC)
+    validate(opts)
+    checks = select_checks(opts.only, opts.skip)  # unknown IDs fail before any network call
+    policy = load_policy(opts.policy) if opts.policy is not None else Policy()
+    snap = acquire(opts)
+    result = run_audit(build_inventory(snap), checks, policy)
+    code = exit_code_for(result)
+    run = RunInfo(
+        source=opts.source,
+        subscriptions=opts.subscriptions,
+        arm_endpoint=opts.arm_endpoint or "",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        exit_code=code,
+        arm_calls=_meta_int(snap.meta, "arm_calls"),
+        throttled=_meta_int(snap.meta, "throttled"),
+        collected_at=str(snap.meta.get("collected_at") or ""),
+    )
+    to_terminal = opts.output is None and sys.stdout.isatty()
+    width = max(shutil.get_terminal_size((120, 24)).columns, 80) if to_terminal else 120
+    emit(render(opts.fmt, result, run, color=to_terminal and not os.environ.get("NO_COLOR"), width=width), opts.output)
+    return code
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def audit(
+    ctx: typer.Context,
+    subscription: Annotated[
+        list[str] | None, typer.Option("--subscription", "-s", metavar="SUB", help="Subscription ID to audit live (repeatable).")
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Audit the bundled sample estate; no Azure needed.")] = False,
+    snapshot: Annotated[Path | None, typer.Option("--snapshot", metavar="FILE", help="Audit a saved snapshot offline.")] = None,
+    snapshot_out: Annotated[
+        Path | None,
+        typer.Option("--snapshot-out", metavar="FILE", help="Save what was collected (with --subscription or --demo)."),
+    ] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")] = ReportFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report here (default: stdout).")
+    ] = None,
+    arm_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--arm-endpoint", metavar="URL", help=f"ARM endpoint, e.g. for sovereign clouds (default: {DEFAULT_ARM_ENDPOINT})."
+        ),
+    ] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", metavar="ID", help="Run only this check ID (repeatable).")] = None,
+    skip_check: Annotated[
+        list[str] | None, typer.Option("--skip-check", metavar="ID", help="Skip this check ID (repeatable).")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="Audit policy file (TOML or YAML).")] = None,
+    max_workers: Annotated[int, typer.Option("--max-workers", metavar="N", min=1, max=64, help="Parallel ARM reads.")] = 8,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+) -> None:
+    """Audit VM Image Builder templates: exactly one of --subscription, --demo or --snapshot."""
+    opts = AuditOptions(
+        subscriptions=list(subscription or []),
+        demo=demo,
+        snapshot=snapshot,
+        snapshot_out=snapshot_out,
+        fmt=fmt.value,
+        output=output,
+        arm_endpoint=arm_endpoint,
+        only=list(check or []),
+        skip=list(skip_check or []),
+        policy=policy,
+        max_workers=max_workers,
+    )
+    if ctx.invoked_subcommand is not None:
+        # `aib-audit --demo checks` is ambiguous: refuse rather than silently drop the audit options.
+        if opts.subscriptions or demo or snapshot or snapshot_out or output or arm_endpoint or check or skip_check or policy:
+            raise UsageError(f"audit options cannot be combined with the '{ctx.invoked_subcommand}' command")
+        return
+    raise typer.Exit(run_audit_command(opts))
+
+
+# --------------------------------------------------------------------------------------------- subcommands
+
+
+@app.command("checks")
+def list_checks(
+    fmt: Annotated[CatalogFormat, typer.Option("--format", "-f", help="Listing format.")] = CatalogFormat.table,
+) -> None:
+    """List the check catalog: ID, practice, severity, title and documentation link."""
+    from checks.registry import catalog
+
+    metas = [chk.meta for chk in catalog().values()]
+    if fmt == CatalogFormat.json:
+        rows = [
+            {
+                "id": m.id,
+                "practice": m.practice,
+                "severity": str(m.severity),
+                "score": m.score,
+                "title": m.title,
+                "description": m.description,
+                "remediation": m.remediation,
+                "docs_url": m.docs_url,
+            }
+            for m in metas
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    to_terminal = sys.stdout.isatty()
+    console = Console(width=None if to_terminal else 160, no_color=not to_terminal, highlight=False, soft_wrap=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name, kw in (("ID", {"no_wrap": True}), ("Practice", {}), ("Sev", {"no_wrap": True}), ("Title", {}), ("Docs", {})):
+        table.add_column(name, overflow="fold", **kw)
+    for m in metas:
+        table.add_row(Text(m.id), Text(m.practice), Text(str(m.severity)), Text(m.title), Text(m.docs_url))
+    console.print(table)
+
+
+@app.command("emulate")
+def emulate(
+    estate: Annotated[Path, typer.Option("--estate", metavar="FILE", help="Estate (snapshot) file to serve.")],
+    port: Annotated[int, typer.Option("--port", metavar="N", min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 0,
+    page_size: Annotated[int, typer.Option("--page-size", metavar="N", min=1, help="Items per page before a nextLink.")] = 100,
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", metavar="MS", min=0, help="Added latency per request, in ms.")
+    ] = 0.0,
+    throttle: Annotated[bool, typer.Option("--throttle", help="Enforce ARM's per-subscription read bucket (429).")] = False,
+) -> None:
+    """Serve an estate the way ARM does, on 127.0.0.1 over HTTPS, until interrupted."""
+    from auditor.emulator import Faults, serve
+
+    faults = Faults(latency_ms=latency_ms, throttle=throttle) if latency_ms or throttle else None
+    try:
+        serve(str(estate), EMULATOR_HOST, port, page_size, faults)  # a bad estate raises SnapshotError (exit 2)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        raise UsageError(f"cannot serve on {EMULATOR_HOST}:{port}: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def _fail(message: str) -> None:
+    # One line, always: a multi-line message from a library is folded so log scrapers see a single record.
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+def quiet_sdk_logging() -> None:
+    """The Azure SDKs log failures as multi-line WARNINGs; with no handler configured Python prints them to stderr.
+
+    Our own one-line error says what failed. AIB_AUDIT_DEBUG=1 shows the SDK's log (and tracebacks) instead.
+    """
+    if os.environ.get("AIB_AUDIT_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        return
+    sdk = logging.getLogger("azure")
+    if not any(isinstance(h, logging.NullHandler) for h in sdk.handlers):
+        sdk.addHandler(logging.NullHandler())  # a handler on the path: Python's last-resort stderr handler stays silent
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on `argv` and return the exit code; errors are reported as one line on stderr."""
+    quiet_sdk_logging()
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        _fail("interrupted")
+        return 130
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except ClickException as exc:  # unknown option, bad --format value, missing value ...
+        _fail(exc.format_message())
+        return EXIT_USAGE
+    except UsageError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: still one line, and a distinct exit code so jobs do not blame the user
+        if os.environ.get("AIB_AUDIT_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}\n")
+        return EXIT_INTERNAL
+    return rv if isinstance(rv, int) else 0
+
+
+def main() -> NoReturn:
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

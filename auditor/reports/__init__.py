@@ -1,0 +1,88 @@
+"""Reports: the audit result rendered as a terminal table, a CSV for reviewers, or JSON for pipelines.
+
+Every renderer is a pure function `(AuditResult, RunInfo) -> str`; the CLI decides where the text goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from auditor.audit import AuditResult
+from auditor.findings import Finding, Status
+
+# Exit codes (design.md "Command line"): the reports state them, the CLI returns them.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
+EXIT_INTERNAL = 4
+
+EXIT_MEANINGS: dict[int, str] = {
+    EXIT_OK: "audit complete, nothing failed",
+    EXIT_FAILED: "audit complete, at least one check failed",
+    EXIT_USAGE: "usage, configuration or authentication error",
+    EXIT_INCOMPLETE: "audit incomplete: a read failed and the affected checks say ERROR",
+    EXIT_INTERNAL: "internal error in aib-audit (a bug)",
+}
+
+FORMATS = ("table", "csv", "json")
+STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.PASS, Status.NA)
+
+
+def exit_code_for(result: AuditResult) -> int:
+    """3 (incomplete) wins over 1 (a FAIL): a partial audit cannot vouch for the checks it could not run."""
+    if result.incomplete:
+        return EXIT_INCOMPLETE
+    if result.count(Status.FAIL):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@dataclass
+class RunInfo:
+    """What the reports say about the run itself, beside the findings."""
+
+    source: str  # live | demo | snapshot
+    subscriptions: list[str]
+    arm_endpoint: str
+    started_at: datetime
+    finished_at: datetime
+    exit_code: int
+    arm_calls: int = 0  # ARM requests the collection made (for --snapshot: as the snapshot recorded them)
+    throttled: int = 0  # 429 responses met while collecting
+    collected_at: str = ""  # when the audited data was read from ARM
+
+
+def iso(ts: datetime) -> str:
+    """ISO-8601 in UTC with a Z, to the second: what spreadsheets and `jq` both read."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def all_findings(result: AuditResult) -> list[Finding]:
+    """The run's findings, then any that belong to no template (e.g. a failed template list), in a stable order."""
+    return list(result.findings) + sorted(result.extra_errors, key=Finding.sort_key)
+
+
+def status_counts(findings: list[Finding]) -> dict[str, int]:
+    return {str(s): sum(1 for f in findings if f.status == s) for s in STATUSES}
+
+
+def render(fmt: str, result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120) -> str:
+    """Render one report format. `color` and `width` only matter for the table."""
+    # Imported here so that a renderer's dependencies (rich) load only when that format is asked for.
+    if fmt == "csv":
+        from auditor.reports.csv_report import render_csv
+
+        return render_csv(result, run)
+    if fmt == "json":
+        from auditor.reports.json_report import render_json
+
+        return render_json(result, run)
+    if fmt == "table":
+        from auditor.reports.table import render_table
+
+        return render_table(result, run, color=color, width=width)
+    raise ValueError(f"unknown report format {fmt!r}")

@@ -1,0 +1,106 @@
+"""The CSV report: one row per finding, so every row is one thing a reviewer can act on.
+
+Columns are a contract (design.md "Findings and the CSV"); spreadsheet formulas are defused (OWASP CSV
+injection): ARM names, tags-derived text and role names are attacker-influenced strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from auditor import ids
+from auditor.audit import AuditResult
+from auditor.findings import Finding
+from auditor.reports import RunInfo, all_findings, iso
+from checks.registry import CheckMeta, catalog
+
+COLUMNS: tuple[str, ...] = (
+    "subscription_id",
+    "resource_group",
+    "resource_type",
+    "resource_name",
+    "resource_id",
+    "check_id",
+    "practice",
+    "title",
+    "severity",
+    "status",
+    "detail",
+    "principal_id",
+    "principal_type",
+    "role_name",
+    "role_scope",
+    "remediation",
+    "docs_url",
+    "audited_at",
+)
+
+# A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value: str) -> str:
+    """Prefix a formula-like cell with a single quote so spreadsheets show it as text."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def resource_type_of(resource_id: str) -> str:
+    """The ARM resource type named by an ID, e.g. `Microsoft.VirtualMachineImages/imageTemplates`.
+
+    The last `/providers/` segment wins, so extension resources (a lock on a gallery) give their own type;
+    nested types join their segments (`Microsoft.Compute/galleries/images`).
+    """
+    parts = [p for p in (resource_id or "").strip().split("/") if p]
+    low = [p.lower() for p in parts]
+    if "providers" in low:
+        at = len(low) - 1 - low[::-1].index("providers")
+        if at + 1 >= len(parts):
+            return ""
+        return "/".join([parts[at + 1], *parts[at + 2 :: 2]])
+    if len(parts) >= 4 and low[0] == "subscriptions" and low[2] == "resourcegroups":
+        return "Microsoft.Resources/resourceGroups"
+    if len(parts) >= 2 and low[0] == "subscriptions":
+        return "Microsoft.Resources/subscriptions"
+    return ""
+
+
+def remediation_text(meta: CheckMeta | None) -> str:
+    if meta is None:
+        return ""
+    return f"{meta.remediation} {meta.remediation_cli}".strip()
+
+
+def finding_row(f: Finding, meta: CheckMeta | None, audited_at: str) -> dict[str, str]:
+    values = {
+        "subscription_id": ids.subscription_of(f.resource_id) or "",
+        "resource_group": ids.resource_group_of(f.resource_id) or "",
+        "resource_type": resource_type_of(f.resource_id),
+        "resource_name": ids.name_of(f.resource_id) if f.resource_id else "",
+        "resource_id": f.resource_id,
+        "check_id": f.check_id,
+        "practice": meta.practice if meta else "",
+        "title": meta.title if meta else "",
+        "severity": str(meta.severity) if meta else "",
+        "status": str(f.status),
+        "detail": f.detail,
+        "principal_id": f.principal_id,
+        "principal_type": f.principal_type,
+        "role_name": f.role_name,
+        "role_scope": f.role_scope,
+        "remediation": remediation_text(meta),
+        "docs_url": meta.docs_url if meta else "",
+        "audited_at": audited_at,
+    }
+    return {k: escape_cell(str(v)) for k, v in values.items()}
+
+
+def render_csv(result: AuditResult, run: RunInfo) -> str:
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    audited_at = iso(run.finished_at)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, quoting=csv.QUOTE_MINIMAL)  # RFC 4180: CRLF line ends
+    writer.writeheader()
+    for f in all_findings(result):
+        writer.writerow(finding_row(f, metas.get(f.check_id), audited_at))
+    return buf.getvalue()

@@ -1,0 +1,139 @@
+"""The JSON report, for pipelines and dashboards. Keys and order are stable; schema_version changes on breaking edits.
+
+Schema (version "1"), in JSON-schema-like notation:
+
+    {
+      "schema_version": "1",
+      "tool": {"name": "aib-audit", "version": string},
+      "run": {
+        "source": "live" | "demo" | "snapshot",
+        "subscriptions": [string],              # subscription GUIDs audited, lower case
+        "arm_endpoint": string,                 # where the data was read from
+        "collected_at": string,                 # ISO-8601 UTC, when the data was read from ARM
+        "started_at": string,                   # ISO-8601 UTC, this run
+        "finished_at": string,                  # ISO-8601 UTC, this run
+        "arm_calls": integer,                   # ARM requests the collection made (--snapshot: as recorded)
+        "throttled": integer,                   # 429 responses met while collecting
+        "checks": [string],                     # check IDs that ran, sorted
+        "failed_reads": [{                      # reads that failed; they make findings ERROR (exit 3)
+            "kind": string, "scope": string, "status": integer | null,
+            "code": string, "message": string, "permission": string
+        }],
+        "exit_code": 0 | 1 | 3                  # 0 nothing failed, 1 a FAIL, 3 incomplete
+      },
+      "summary": {"FAIL": integer, "ERROR": integer, "PASS": integer, "N/A": integer},   # findings per status
+      "templates": [{                           # sorted by ID (case-insensitive)
+        "id": string, "name": string, "subscription_id": string, "resource_group": string, "location": string,
+        "scores": {"resilience": integer 0-100 | null, "least_privilege": integer 0-100 | null},  # null: nothing applied
+        "failed_checks": [string], "error_checks": [string],
+        "checks": {check_id: "PASS" | "FAIL" | "ERROR" | "N/A"}
+      }],
+      "findings": [{                            # one per finding, in Finding.sort_key order
+        "check_id": string, "status": "PASS" | "FAIL" | "ERROR" | "N/A",
+        "severity": "high" | "medium" | "low" | "info", "practice": string, "title": string,
+        "resource_id": string, "template_id": string, "detail": string,
+        "principal_id": string, "principal_type": string, "role_name": string, "role_scope": string,
+        "evidence": object,                     # check-specific; keys sorted
+        "remediation": string, "docs_url": string
+      }]
+    }
+
+Empty strings, not nulls, stand for "not applicable" in the finding fields, as in the CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import Enum
+from typing import Any
+
+from auditor import __version__
+from auditor.audit import AuditResult, TemplateResult
+from auditor.findings import Finding
+from auditor.reports import RunInfo, all_findings, iso, status_counts
+from auditor.reports.csv_report import remediation_text
+from checks.registry import CheckMeta, catalog
+
+SCHEMA_VERSION = "1"
+
+
+def jsonable(value: Any) -> Any:
+    """Evidence as plain JSON in a deterministic shape: dict keys sorted, sets sorted, enums as values."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _template(tr: TemplateResult) -> dict[str, Any]:
+    t = tr.template
+    return {
+        "id": t.id,
+        "name": t.name,
+        "subscription_id": t.subscription_id,
+        "resource_group": t.resource_group,
+        "location": t.location,
+        "scores": {"resilience": tr.resilience, "least_privilege": tr.least_privilege},
+        "failed_checks": tr.failed_checks,
+        "error_checks": tr.error_checks,
+        "checks": {cid: str(tr.statuses[cid]) for cid in sorted(tr.statuses)},
+    }
+
+
+def _finding(f: Finding, meta: CheckMeta | None) -> dict[str, Any]:
+    return {
+        "check_id": f.check_id,
+        "status": str(f.status),
+        "severity": str(meta.severity) if meta else "",
+        "practice": meta.practice if meta else "",
+        "title": meta.title if meta else "",
+        "resource_id": f.resource_id,
+        "template_id": f.template_id,
+        "detail": f.detail,
+        "principal_id": f.principal_id,
+        "principal_type": f.principal_type,
+        "role_name": f.role_name,
+        "role_scope": f.role_scope,
+        "evidence": jsonable(f.evidence),
+        "remediation": remediation_text(meta),
+        "docs_url": meta.docs_url if meta else "",
+    }
+
+
+def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    findings = all_findings(result)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "aib-audit", "version": __version__},
+        "run": {
+            "source": run.source,
+            "subscriptions": list(run.subscriptions),
+            "arm_endpoint": run.arm_endpoint,
+            "collected_at": run.collected_at,
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "arm_calls": run.arm_calls,
+            "throttled": run.throttled,
+            "checks": sorted(c.meta.id for c in result.checks),
+            "failed_reads": [jsonable(e) for e in result.inventory.errors],
+            "exit_code": run.exit_code,
+        },
+        "summary": status_counts(findings),
+        "templates": [_template(tr) for tr in sorted(result.templates, key=lambda tr: tr.template.key)],
+        "findings": [_finding(f, metas.get(f.check_id)) for f in findings],
+    }
+
+
+def render_json(result: AuditResult, run: RunInfo) -> str:
+    return json.dumps(report_dict(result, run), indent=2, ensure_ascii=False) + "\n"

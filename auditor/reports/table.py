@@ -1,0 +1,173 @@
+"""The terminal report (rich): a summary line, one line per template, the FAIL/ERROR findings, a footer.
+
+Every cell is a rich `Text`, never markup: ARM names and details may contain `[...]`, which rich would
+otherwise read as style tags. Colour only when writing to a terminal.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from auditor import ids
+from auditor.audit import AuditResult, TemplateResult
+from auditor.findings import Finding, Status
+from auditor.reports import EXIT_MEANINGS, RunInfo, all_findings, status_counts
+from checks.registry import catalog
+
+STATUS_STYLE = {Status.FAIL: "bold red", Status.ERROR: "bold magenta", Status.PASS: "green", Status.NA: "dim"}
+SEVERITY_STYLE = {"high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _score(value: int | None) -> Text:
+    if value is None:
+        return Text("n/a", style="dim")
+    style = "green" if value >= 80 else "yellow" if value >= 50 else "red"
+    return Text(str(value), style=style)
+
+
+def _summary(result: AuditResult, run: RunInfo, findings: list[Finding]) -> Text:
+    line = Text("aib-audit", style="bold")
+    line.append(f": {_plural(len(result.templates), 'template')} audited in {_plural(len(run.subscriptions), 'subscription')}")
+    for status, n in status_counts(findings).items():
+        line.append(" | ")
+        line.append(f"{n} {status}", style=STATUS_STYLE[Status(status)] if n else "")
+    subs = ", ".join(run.subscriptions) or "none"
+    source = f"subscriptions: {subs}\nsource: {run.source}"
+    if run.collected_at:
+        source += f", data read {run.collected_at}"
+    line.append(f"\n{source}", style="dim")
+    return line
+
+
+def _failed_cell(tr: TemplateResult) -> Text:
+    cell = Text()
+    for cid in tr.failed_checks:
+        cell.append(("" if not cell else ", ") + cid, style="red")
+    for cid in tr.error_checks:
+        cell.append(("" if not cell else ", ") + f"{cid} (ERROR)", style="magenta")
+    return cell if cell else Text("none", style="green")
+
+
+def _templates_table(result: AuditResult) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("Template", overflow="fold")
+    table.add_column("Resource group", overflow="fold")
+    table.add_column("Location")
+    table.add_column("Resilience", justify="right")
+    table.add_column("Least priv.", justify="right")
+    table.add_column("Failed checks", overflow="fold")
+    for tr in sorted(result.templates, key=lambda tr: tr.template.key):
+        t = tr.template
+        table.add_row(
+            Text(t.name),
+            Text(t.resource_group),
+            Text(t.location),
+            _score(tr.resilience),
+            _score(tr.least_privilege),
+            _failed_cell(tr),
+        )
+    return table
+
+
+def _where(scope: str, template_id: str) -> str:
+    """A short name for an assignment's scope; the CSV and JSON carry the full ID."""
+    level = ids.scope_level(scope)
+    if level == "root":
+        return "root (/)"
+    if level == "managementGroup":
+        return f"management group {ids.name_of(scope)}"
+    if level == "subscription":
+        sub = ids.subscription_of(scope)
+        return "its subscription" if sub == ids.subscription_of(template_id) else f"subscription {sub}"
+    if level == "resourceGroup":
+        return f"resource group {ids.resource_group_of(scope)}"
+    return ids.name_of(scope)
+
+
+def _detail_cell(f: Finding) -> Text:
+    """The detail, then (dim) the principal and role when the detail does not already name them."""
+    cell = Text(f.detail)
+    extra = []
+    if f.principal_id and f.principal_id.lower() not in f.detail.lower():
+        extra.append(f"{f.principal_type or 'principal'} {f.principal_id}")
+    if f.role_name and f.role_name not in f.detail:
+        extra.append(f.role_name + (f" at {_where(f.role_scope, f.template_id or f.resource_id)}" if f.role_scope else ""))
+    if extra:
+        cell.append("\n" + "; ".join(extra), style="dim")
+    return cell
+
+
+def _findings_table(findings: list[Finding], names: dict[str, str]) -> Table:
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Sev", no_wrap=True)
+    table.add_column("Template", overflow="fold", max_width=26)
+    table.add_column("Detail (principal and role for principal findings)", overflow="fold", ratio=1)
+    for f in findings:
+        meta = metas.get(f.check_id)
+        sev = str(meta.severity) if meta else ""
+        template = names.get(ids.norm(f.template_id)) or ids.name_of(f.template_id or f.resource_id)
+        table.add_row(
+            Text(str(f.status), style=STATUS_STYLE[f.status]),
+            Text(f.check_id),
+            Text(sev, style=SEVERITY_STYLE.get(sev, "")),
+            Text(template),
+            _detail_cell(f),
+        )
+    return table
+
+
+def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120) -> str:
+    buf = io.StringIO()
+    console = Console(
+        file=buf,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+    findings = all_findings(result)
+    console.print(_summary(result, run, findings))
+    console.print()
+    if result.templates:
+        console.print(_templates_table(result))
+    else:
+        console.print(Text("No image templates found."))
+    shown = [f for f in findings if f.status in (Status.FAIL, Status.ERROR)]
+    if shown:
+        console.print()
+        console.print(Text("Findings that need action (FAIL) or could not be evaluated (ERROR):", style="bold"))
+        names = {tr.template.key: tr.template.name for tr in result.templates}
+        console.print(_findings_table(shown, names))
+    if result.inventory.errors:
+        console.print()
+        console.print(Text("Reads that failed (the checks that needed them say ERROR):", style="bold magenta"))
+        for e in result.inventory.errors:
+            console.print(Text(f"- {e.describe()}"), overflow="fold")
+    console.print()
+    hidden = len(findings) - len(shown)
+    counts = status_counts(findings)
+    console.print(Text(f"Exit code {run.exit_code}: {EXIT_MEANINGS.get(run.exit_code, '')}.", style="bold"))
+    if hidden:
+        console.print(
+            Text(
+                f"{counts[str(Status.PASS)]} PASS / {counts[str(Status.NA)]} N/A findings not shown;"
+                " use --format csv (or json) for every finding."
+            ),
+            style="dim",
+        )
+    return buf.getvalue()

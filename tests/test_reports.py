@@ -1,0 +1,335 @@
+"""The reports: CSV columns and escaping, JSON shape, the terminal table, determinism, exit-code rules."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from auditor.audit import AuditResult, run_audit, select_checks
+from auditor.findings import Finding, Status, failed
+from auditor.inventory import build_inventory
+from auditor.reports import RunInfo, exit_code_for, iso, render
+from auditor.reports.csv_report import COLUMNS, escape_cell, resource_type_of
+from auditor.reports.json_report import report_dict
+from auditor.snapshot import Snapshot
+from checks.registry import catalog
+from fixtures import builders as b
+
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+LOCK_CHECKS = ["AIB-LOCK-001", "AIB-LOCK-002"]
+STARTED = datetime(2026, 11, 2, 8, 0, 0, tzinfo=UTC)
+FINISHED = datetime(2026, 11, 2, 8, 0, 7, tzinfo=UTC)
+
+
+def estate(locked: bool = True, errors: list[dict[str, Any]] | None = None, shuffle: int | None = None) -> Snapshot:
+    """Two templates: `tpl-linux` in `RG-Images` (locked when `locked`), `tpl-win` in `rg-win` (never locked)."""
+    linux = b.template(SUB, "RG-Images", "tpl-linux", location="westeurope")
+    win = b.template(SUB, "rg-win", "tpl-win", location="northeurope")
+    locks = [b.lock(linux["id"], "protect")] if locked else []
+    templates = [linux, win]
+    if shuffle is not None:
+        random.Random(shuffle).shuffle(templates)
+    doc = b.snapshot(
+        [SUB],
+        {
+            "imageTemplates": templates,
+            "locks": locks,
+            "resourceGroups": [b.resource_group(SUB, "RG-Images"), b.resource_group(SUB, "rg-win")],
+        },
+        errors=errors,
+    )
+    return Snapshot.from_dict(doc)
+
+
+def audit(snap: Snapshot, checks: list[str] | None = None) -> AuditResult:
+    return run_audit(build_inventory(snap), select_checks(checks or LOCK_CHECKS))
+
+
+def run_info(result: AuditResult, finished: datetime = FINISHED) -> RunInfo:
+    return RunInfo(
+        source="snapshot",
+        subscriptions=[SUB],
+        arm_endpoint="https://management.azure.com",
+        started_at=STARTED,
+        finished_at=finished,
+        exit_code=exit_code_for(result),
+        arm_calls=17,
+        throttled=2,
+        collected_at="2026-11-01T00:00:00Z",
+    )
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def add_findings(result: AuditResult, *extra: Finding) -> AuditResult:
+    """Findings as a check would return them, completed the way run_audit completes them."""
+    tid = result.templates[0].template.id
+    for f in extra:
+        f.template_id = tid
+        f.resource_id = f.resource_id or tid
+    result.findings = sorted(result.findings + list(extra), key=Finding.sort_key)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- CSV
+
+
+def test_csv_header_is_exactly_the_contract() -> None:
+    text = render("csv", audit(estate()), run_info(audit(estate())))
+    header = text.split("\r\n", 1)[0]
+    assert header == (
+        "subscription_id,resource_group,resource_type,resource_name,resource_id,check_id,practice,title,"
+        "severity,status,detail,principal_id,principal_type,role_name,role_scope,remediation,docs_url,audited_at"
+    )
+    assert list(COLUMNS) == header.split(",")
+
+
+def test_csv_rows_carry_resource_fields_and_check_metadata() -> None:
+    result = audit(estate(locked=False))
+    rows = csv_rows(render("csv", result, run_info(result)))
+    assert len(rows) == 4  # 2 templates x 2 checks, one finding each
+    row = next(r for r in rows if r["check_id"] == "AIB-LOCK-001" and r["resource_name"] == "tpl-linux")
+    meta = catalog()["AIB-LOCK-001"].meta
+    assert row["subscription_id"] == SUB
+    assert row["resource_group"] == "RG-Images"  # original spelling kept for display
+    assert row["resource_type"] == "Microsoft.VirtualMachineImages/imageTemplates"
+    assert row["resource_id"] == b.template_id(SUB, "RG-Images", "tpl-linux")
+    assert row["status"] == "FAIL"
+    assert row["detail"] == "no CanNotDelete lock on the template, its resource group or its subscription"
+    assert (row["practice"], row["title"], row["severity"]) == (meta.practice, meta.title, "medium")
+    assert row["remediation"] == f"{meta.remediation} {meta.remediation_cli}"
+    assert row["docs_url"] == meta.docs_url
+    assert {r["audited_at"] for r in rows} == {"2026-11-02T08:00:07Z"}
+
+
+def test_csv_escapes_formula_like_cells() -> None:
+    result = add_findings(
+        audit(estate()),
+        failed('=HYPERLINK("https://evil.example","click")', principal_id="p1"),
+        failed("-2+3 principals can delete the template", principal_id="p2"),
+        failed("@SUM(A1:A9)", principal_id="p3"),
+        failed("+1 more", principal_id="p4", role_name="=cmd|' /C calc'!A0"),
+        failed("\tTAB first", principal_id="p5"),
+        failed("a - b = c is fine in the middle", principal_id="p6"),
+    )
+    rows = {r["principal_id"]: r for r in csv_rows(render("csv", result, run_info(result))) if r["principal_id"]}
+    assert rows["p1"]["detail"] == '\'=HYPERLINK("https://evil.example","click")'
+    assert rows["p2"]["detail"] == "'-2+3 principals can delete the template"
+    assert rows["p3"]["detail"] == "'@SUM(A1:A9)"
+    assert rows["p4"]["detail"] == "'+1 more"
+    assert rows["p4"]["role_name"] == "'=cmd|' /C calc'!A0"
+    assert rows["p5"]["detail"] == "'\tTAB first"
+    assert rows["p6"]["detail"] == "a - b = c is fine in the middle"
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [("=1", "'=1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("x=1", "x=1"), ("", "")],
+)
+def test_escape_cell(cell: str, expected: str) -> None:
+    assert escape_cell(cell) == expected
+
+
+def test_csv_has_one_row_per_principal() -> None:
+    rg_scope = b.rg_id(SUB, "RG-Images")
+    result = add_findings(
+        audit(estate(), ["AIB-LOCK-001"]),
+        *(
+            failed(
+                f"{ptype} {pid} can run the template",
+                principal_id=pid,
+                principal_type=ptype,
+                role_name=role,
+                role_scope=scope,
+            )
+            for pid, ptype, role, scope in (
+                ("11111111-0000-0000-0000-000000000001", "User", "Contributor", b.sub_id(SUB)),
+                ("11111111-0000-0000-0000-000000000002", "Group", "Owner", rg_scope),
+                ("11111111-0000-0000-0000-000000000003", "Unknown", "Image Builder Operator", rg_scope),
+            )
+        ),
+    )
+    rows = [r for r in csv_rows(render("csv", result, run_info(result))) if r["principal_id"]]
+    assert [(r["principal_id"][-1], r["principal_type"], r["role_name"], r["role_scope"]) for r in rows] == [
+        ("1", "User", "Contributor", f"/subscriptions/{SUB}"),
+        ("2", "Group", "Owner", rg_scope),
+        ("3", "Unknown", "Image Builder Operator", rg_scope),
+    ]
+    assert all(r["status"] == "FAIL" and r["resource_name"] == "tpl-linux" for r in rows)
+
+
+def test_reports_are_deterministic_apart_from_timestamps() -> None:
+    first = audit(estate(locked=False, shuffle=1))
+    second = audit(estate(locked=False, shuffle=7))
+    csv_a = render("csv", first, run_info(first))
+    csv_b = render("csv", second, run_info(second, finished=datetime(2027, 1, 1, tzinfo=UTC)))
+    assert csv_a != csv_b  # audited_at differs ...
+    strip = lambda text: [r[:-1] for r in csv.reader(io.StringIO(text, newline=""))]  # noqa: E731
+    assert strip(csv_a) == strip(csv_b)  # ... and nothing else
+    json_a, json_b = report_dict(first, run_info(first)), report_dict(second, run_info(second))
+    assert json.dumps(json_a) == json.dumps(json_b)
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "expected"),
+    [
+        (b.template_id(SUB, "rg", "t"), "Microsoft.VirtualMachineImages/imageTemplates"),
+        (b.gallery_id(SUB, "rg", "g") + "/images/i", "Microsoft.Compute/galleries/images"),
+        (b.gallery_id(SUB, "rg", "g") + "/providers/Microsoft.Authorization/locks/l", "Microsoft.Authorization/locks"),
+        (f"/subscriptions/{SUB}/resourcegroups/rg", "Microsoft.Resources/resourceGroups"),
+        (f"/subscriptions/{SUB}", "Microsoft.Resources/subscriptions"),
+        ("/providers/Microsoft.Management/managementGroups/mg1", "Microsoft.Management/managementGroups"),
+        ("/", ""),
+    ],
+)
+def test_resource_type_of(resource_id: str, expected: str) -> None:
+    assert resource_type_of(resource_id) == expected
+
+
+# --------------------------------------------------------------------------------------------- JSON
+
+
+def test_json_has_schema_run_metadata_scores_and_findings() -> None:
+    result = audit(estate(locked=False))
+    doc = json.loads(render("json", result, run_info(result)))
+    assert doc["schema_version"] == "1"
+    assert doc["tool"]["name"] == "aib-audit" and doc["tool"]["version"]
+    assert doc["run"] == {
+        "source": "snapshot",
+        "subscriptions": [SUB],
+        "arm_endpoint": "https://management.azure.com",
+        "collected_at": "2026-11-01T00:00:00Z",
+        "started_at": "2026-11-02T08:00:00Z",
+        "finished_at": "2026-11-02T08:00:07Z",
+        "arm_calls": 17,
+        "throttled": 2,
+        "checks": LOCK_CHECKS,
+        "failed_reads": [],
+        "exit_code": 1,
+    }
+    assert doc["summary"] == {"FAIL": 2, "ERROR": 0, "PASS": 2, "N/A": 0}
+    linux = next(t for t in doc["templates"] if t["name"] == "tpl-linux")
+    # LOCK-001 (medium, 3) fails, LOCK-002 (low, 1) passes: 1/4 of the weight; no least-privilege check ran.
+    assert linux["scores"] == {"resilience": 25, "least_privilege": None}
+    assert linux["failed_checks"] == ["AIB-LOCK-001"] and linux["error_checks"] == []
+    assert linux["checks"] == {"AIB-LOCK-001": "FAIL", "AIB-LOCK-002": "PASS"}
+    assert (linux["resource_group"], linux["location"], linux["subscription_id"]) == ("RG-Images", "westeurope", SUB)
+    finding = doc["findings"][0]
+    assert set(finding) == {
+        "check_id", "status", "severity", "practice", "title", "resource_id", "template_id", "detail",
+        "principal_id", "principal_type", "role_name", "role_scope", "evidence", "remediation", "docs_url",
+    }  # fmt: skip
+
+
+def test_json_lists_failed_reads_and_error_templates() -> None:
+    err = {
+        "kind": "locks",
+        "scope": f"/subscriptions/{SUB}",
+        "status": 403,
+        "code": "AuthorizationFailed",
+        "message": "no",
+        "permission": "Microsoft.Authorization/locks/read",
+    }
+    result = audit(estate(errors=[err]))
+    doc = json.loads(render("json", result, run_info(result)))
+    assert doc["run"]["exit_code"] == 3
+    assert doc["run"]["failed_reads"] == [
+        {
+            "code": "AuthorizationFailed",
+            "kind": "locks",
+            "message": "no",
+            "permission": "Microsoft.Authorization/locks/read",
+            "scope": f"/subscriptions/{SUB}",
+            "status": 403,
+        }
+    ]
+    assert doc["summary"]["ERROR"] == 4 and doc["summary"]["PASS"] == 0
+    assert all(t["error_checks"] == LOCK_CHECKS and t["scores"]["resilience"] == 0 for t in doc["templates"])
+
+
+# --------------------------------------------------------------------------------------------- table
+
+
+def test_table_summarises_templates_and_shows_only_actionable_findings() -> None:
+    err = {"kind": "locks", "scope": b.rg_id(SUB, "rg-win"), "status": 403, "code": "AuthorizationFailed", "message": "denied"}
+    result = audit(estate(locked=False, errors=[err]))
+    text = render("table", result, run_info(result), color=False, width=120)
+    assert "\x1b[" not in text  # no colour outside a terminal
+    assert max(len(line) for line in text.splitlines()) <= 120
+    first, second = text.splitlines()[:2]
+    assert first == "aib-audit: 2 templates audited in 1 subscription | 1 FAIL | 2 ERROR | 1 PASS | 0 N/A"
+    assert second == f"subscriptions: {SUB}"
+    linux_line = next(line for line in text.splitlines() if line.startswith("tpl-linux"))
+    assert "RG-Images" in linux_line and "westeurope" in linux_line and "AIB-LOCK-001" in linux_line and " 25 " in linux_line
+    win_line = next(line for line in text.splitlines() if line.startswith("tpl-win"))
+    assert "AIB-LOCK-001 (ERROR)" in win_line and "AIB-LOCK-002 (ERROR)" in win_line
+    assert "no CanNotDelete lock on the template" in text  # the FAIL is listed
+    assert "could not read locks" in text  # so are the ERRORs and the failed read
+    assert "no ReadOnly lock applies" not in text  # PASS findings are not
+    assert "Exit code 3: audit incomplete" in text
+    assert "1 PASS / 0 N/A findings not shown; use --format csv" in text
+
+
+def test_table_names_principal_and_role_unless_the_detail_does() -> None:
+    pid, named = "11111111-0000-0000-0000-00000000000a", "11111111-0000-0000-0000-00000000000b"
+    result = add_findings(
+        audit(estate(), ["AIB-LOCK-001"]),
+        failed(
+            "can run the template",
+            principal_id=pid,
+            principal_type="User",
+            role_name="Contributor",
+            role_scope=f"/subscriptions/{SUB}",
+        ),
+        failed(
+            f"Group {named} can run the template through Owner",
+            principal_id=named,
+            principal_type="Group",
+            role_name="Owner",
+            role_scope=b.rg_id(SUB, "RG-Images"),
+        ),
+    )
+    lines = render("table", result, run_info(result)).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.rstrip().endswith("can run the template"))
+    assert lines[at + 1].strip() == f"User {pid}; Contributor at its subscription"
+    text = "\n".join(lines)
+    assert text.count(named) == 1 and "Owner at resource group" not in text  # the detail said it already
+
+
+def test_table_prints_arm_names_literally_and_colours_only_when_asked() -> None:
+    snap = Snapshot.from_dict(b.snapshot([SUB], {"imageTemplates": [b.template(SUB, "rg", "[bold]tpl[/bold]")]}))
+    result = audit(snap)
+    plain = render("table", result, run_info(result), color=False)
+    assert "[bold]tpl[/bold]" in plain
+    assert "\x1b[" in render("table", result, run_info(result), color=True)
+
+
+def test_table_says_when_there_are_no_templates() -> None:
+    result = audit(Snapshot.from_dict(b.snapshot([SUB], {})))
+    text = render("table", result, run_info(result))
+    assert "No image templates found." in text and "Exit code 0: audit complete, nothing failed." in text
+
+
+# --------------------------------------------------------------------------------------------- exit codes
+
+
+def test_exit_code_incomplete_wins_over_failed() -> None:
+    err = {"kind": "locks", "scope": b.rg_id(SUB, "rg-win"), "status": 500, "code": "InternalServerError", "message": "x"}
+    mixed = audit(estate(locked=False, errors=[err]))
+    assert mixed.count(Status.FAIL) and mixed.count(Status.ERROR)
+    assert exit_code_for(mixed) == 3
+    assert exit_code_for(audit(estate(locked=False))) == 1
+    assert exit_code_for(audit(estate(locked=True), ["AIB-LOCK-001"])) == 1  # tpl-win is never locked
+    assert exit_code_for(audit(estate(locked=True), ["AIB-LOCK-002"])) == 0
+
+
+def test_iso_is_utc_with_z() -> None:
+    assert iso(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
