@@ -1,1 +1,267 @@
-"""Placeholder until its checks land."""
+"""The template identity and the build-VM identities (best practice "Follow the principle of least privilege":
+template identity and build VM identity).
+
+AIB acts with the template identity (`identity.userAssignedIdentities`); customizer scripts act with the
+build-VM identities (`vmProfile.userAssignedIdentities`). Whoever controls the build controls what those
+identities can reach, so each should hold only the documented minimum, the two should differ, and only the
+template identity should be able to use (assign, or add federated credentials to) a build-VM identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditor import ids, rbac
+from auditor.findings import Finding, Status, error, failed, not_applicable, passed
+from auditor.inventory import Inventory, Template
+from auditor.policy import Policy
+from checks.registry import check
+from checks.staging_rg import template_identity_principals
+
+ROLE_WRITE = "Microsoft.Authorization/roleAssignments/write"
+ASSIGN = "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"
+FIC_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
+USE_VERBS = {ASSIGN: "assign", FIC_WRITE: "add federated credentials to"}
+TEMPLATE_IDENTITY = "template identity"
+BUILD_VM_IDENTITY = "build-VM identity"
+
+# What the AIB documentation says the identities need (azure-reference/aib-custom-roles, permissions docs).
+DOCUMENTED_MINIMUM: dict[str, list[str]] = {
+    TEMPLATE_IDENTITY: [
+        "Azure Image Builder Service Image Creation Role (gallery read, image version write; managed image "
+        "read/write/delete) on the gallery / image resource group",
+        "Azure Image Builder Service Networking Role (virtualNetworks/read, subnets/join/action) on the VNet resource group",
+        "Storage Blob Data Reader on the container holding private scripts",
+        "Managed Identity Operator on each build-VM identity",
+        "Contributor only on a staging resource group that the user supplied (AIB grants it on its own IT_ group)",
+    ],
+    BUILD_VM_IDENTITY: [
+        "only what the customizer scripts reach, at the narrowest scope (for example Storage Blob Data Reader on one "
+        "container, Key Vault Secrets User on one vault)",
+        "no subscription-wide roles, no role that can write role assignments, no Owner/Contributor",
+    ],
+}
+
+
+def identity_principal(iid: str, label: str, t: Template, inv: Inventory) -> tuple[str | None, list[Finding]]:
+    """The identity's principal ID, or an ERROR saying why it is unknown."""
+    pid = inv.principal_of_identity(iid, t)
+    if pid:
+        return pid, []
+    name = ids.name_of(iid)
+    errs = inv.read_errors("userAssignedIdentities", iid)
+    if inv.identity(iid) is None and errs:
+        why = f"{label} {name} could not be read: {errs[0].describe()}"
+    else:
+        why = f"the principal ID of {label} {name} is unknown (the identity was not found: deleted?)"
+    return None, [error(why, resource_id=iid, evidence={"identity_id": iid})]
+
+
+def _unaudited(iid: str, label: str, inv: Inventory) -> list[Finding]:
+    sub = ids.subscription_of(iid)
+    if sub and sub not in inv.subscriptions:
+        return [
+            error(
+                f"{label} {ids.name_of(iid)} lives in subscription {sub}, which was not audited: "
+                "role assignments there were not read",
+                resource_id=iid,
+                evidence={"identity_id": iid, "subscription_id": sub},
+            )
+        ]
+    return []
+
+
+# --------------------------------------------------------------------------------------------- LP-004 / LP-005
+
+
+def _violations(g: rbac.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
+    """Why one assignment of an identity breaks least privilege (empty: it doesn't)."""
+    reasons: list[str] = []
+    if g.breadth >= rbac.SUBSCRIPTION_BREADTH:
+        reasons.append(f"assigned at {g.inherited_from} (subscription scope or above)")
+    if by := engine.grant_can(g, ROLE_WRITE):
+        reasons.append(f"{g.role_name} can write role assignments (through '{by}')")
+    on_staging = bool(t.staging_rg_id) and ids.is_ancestor_or_self(t.staging_rg_id, g.assignment_scope)
+    broad_builtin = g.role_guid in (rbac.OWNER_GUID, rbac.CONTRIBUTOR_GUID)
+    role = engine.role(g.role_id)
+    if broad_builtin and not on_staging:
+        reasons.append(f"{g.role_name} outside the template's staging resource group")
+    elif role is not None and engine.has_star(role) and not (g.role_guid == rbac.CONTRIBUTOR_GUID and on_staging):
+        reasons.append(f"{g.role_name} has '*' in its actions")
+    return reasons
+
+
+def _roles_evidence(grants: list[rbac.Grant]) -> list[dict[str, Any]]:
+    return [g.evidence() for g in sorted(grants, key=rbac.significance)]
+
+
+def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    """LP-004/LP-005 for one identity: one FAIL row per offending (role, scope), else one PASS."""
+    pid, problems = identity_principal(iid, label, t, inv)
+    if pid is None:
+        return problems
+    engine = rbac.engine(inv)
+    name = ids.name_of(iid)
+    answer = engine.rights_of(pid)
+    for sub in sorted({s for s in (t.subscription_id.lower(), ids.subscription_of(iid)) if s}):
+        answer.errors.extend(e for e in engine.errors_for(f"/subscriptions/{sub}") if e not in answer.errors)
+    problems = rbac.problem_findings(answer) + _unaudited(iid, label, inv)
+    minimum = DOCUMENTED_MINIMUM[label]
+    allowed = policy.allows(check_id, pid)
+    groups: dict[tuple[str, str], list[rbac.Grant]] = {}
+    for g in answer.grants:
+        groups.setdefault((g.role_guid, g.scope_key), []).append(g)
+    rows: list[Finding] = []
+    for grants in groups.values():
+        reasons = _violations(grants[0], engine, t)
+        if not reasons:
+            continue
+        fields = rbac.principal_fields(grants, allowed, identity_id=iid, violations=reasons, documented_minimum=minimum)
+        detail = f"{label} {name} holds {rbac.via(grants)}: " + "; ".join(reasons)
+        if allowed:
+            rows.append(passed(f"{detail}; accepted by the audit policy", resource_id=iid, **fields))
+        else:
+            rows.append(failed(f"{detail}; grant only the documented minimum (see evidence)", resource_id=iid, **fields))
+    if problems:
+        return problems + [f for f in rows if f.status == Status.FAIL]
+    if rows:
+        return rows
+    evidence = {"identity_id": iid, "roles": _roles_evidence(answer.grants), "documented_minimum": minimum, "allowed": allowed}
+    if not answer.grants:
+        return [passed(f"{label} {name} has no role assignments", resource_id=iid, principal_id=pid, evidence=evidence)]
+    top = sorted(answer.grants, key=rbac.significance)[0]
+    return [
+        passed(
+            f"{label} {name} holds only {rbac.via(answer.grants)}: nothing at subscription scope or above, "
+            "no role that can write role assignments, no Owner/Contributor outside the staging resource group",
+            resource_id=iid,
+            principal_id=pid,
+            principal_type=top.principal_type,
+            evidence=evidence,
+        )
+    ]
+
+
+@check("AIB-LP-004")
+def template_identity_rights(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    if not t.identity_ids:
+        return [not_applicable("template has no user-assigned identity")]
+    return [f for iid in t.identity_ids for f in identity_rights("AIB-LP-004", TEMPLATE_IDENTITY, iid, t, inv, policy)]
+
+
+@check("AIB-LP-005")
+def build_vm_identity_rights(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    if not t.build_vm_identity_ids:
+        return [not_applicable("template has no build-VM identity (vmProfile.userAssignedIdentities is empty)")]
+    return [f for iid in t.build_vm_identity_ids for f in identity_rights("AIB-LP-005", BUILD_VM_IDENTITY, iid, t, inv, policy)]
+
+
+# --------------------------------------------------------------------------------------------- LP-006
+
+
+@check("AIB-LP-006")
+def build_vm_identity_differs(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    if not t.build_vm_identity_ids:
+        return [not_applicable("template has no build-VM identity (vmProfile.userAssignedIdentities is empty)")]
+    template_ids = {ids.norm(i) for i in t.identity_ids}
+    template_pids = {p for i in t.identity_ids if (p := inv.principal_of_identity(i, t))}
+    out: list[Finding] = []
+    for bid in t.build_vm_identity_ids:
+        pid = inv.principal_of_identity(bid)
+        if ids.norm(bid) in template_ids or (pid and pid in template_pids):
+            out.append(
+                failed(
+                    f"build-VM identity {ids.name_of(bid)} is also the template identity: customizer code on the build VM "
+                    "would hold every right of the template identity; use a separate identity for the build VM",
+                    principal_id=pid or "",
+                    evidence={"identity_id": bid, "template_identity_ids": list(t.identity_ids)},
+                )
+            )
+    if out:
+        return out
+    names = ", ".join(ids.name_of(b) for b in t.build_vm_identity_ids)
+    return [
+        passed(
+            f"the build-VM identities ({names}) are not the template identity", evidence={"identities": t.build_vm_identity_ids}
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------- LP-007
+
+
+def _use_rows(
+    label: str, iid: str, answer: rbac.Answer, template_pids: set[str], own_pid: str | None, policy: Policy, build_vm: bool
+) -> list[Finding]:
+    name = ids.name_of(iid)
+    rows: list[Finding] = []
+    for pid, grants in sorted(answer.by_principal().items(), key=lambda kv: kv[0]):
+        top = sorted(grants, key=rbac.significance)[0]
+        who = rbac.principal_label(top)
+        verb = USE_VERBS.get(top.matched_action, "use")
+        base = f"{who} can {verb} {label} {name} through {rbac.via(grants)}"
+        if pid == own_pid:
+            # An identity that can assign itself gains nothing it does not hold already; its breadth is LP-004/005's.
+            fields = rbac.principal_fields(grants, False, identity_id=iid, expected=True)
+            rows.append(
+                passed(
+                    f"{label} {name} can {verb} itself through {rbac.via(grants)}: it gains no one else's rights",
+                    resource_id=iid,
+                    **fields,
+                )
+            )
+            continue
+        if build_vm and pid in template_pids:
+            fields = rbac.principal_fields(grants, False, identity_id=iid, expected=True)
+            rows.append(
+                passed(
+                    f"the template identity can {verb} {label} {name} through {rbac.via(grants)}: expected "
+                    "(AIB needs Managed Identity Operator on each build-VM identity)",
+                    resource_id=iid,
+                    **fields,
+                )
+            )
+            continue
+        allowed = policy.allows("AIB-LP-007", pid)
+        fields = rbac.principal_fields(grants, allowed, identity_id=iid, expected=False)
+        if allowed:
+            rows.append(passed(f"{base}; accepted by the audit policy", resource_id=iid, **fields))
+        else:
+            rows.append(failed(f"{base}, and so act as it", resource_id=iid, **fields))
+    return rows
+
+
+@check("AIB-LP-007")
+def identity_use(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    targets = [(iid, TEMPLATE_IDENTITY, False) for iid in t.identity_ids]
+    targets += [(iid, BUILD_VM_IDENTITY, True) for iid in t.build_vm_identity_ids]
+    if not targets:
+        return [not_applicable("template has no user-assigned identity")]
+    engine = rbac.engine(inv)
+    template_pids, id_problems = template_identity_principals(t, inv)
+    out: list[Finding] = list(id_problems) if t.build_vm_identity_ids else []
+    for iid, label, build_vm in targets:
+        if unaudited := _unaudited(iid, label, inv):
+            out += unaudited
+            continue
+        answer = engine.who_can((ASSIGN, FIC_WRITE), iid)
+        problems = rbac.problem_findings(answer)
+        if inv.identity(iid) is None and (errs := inv.read_errors("userAssignedIdentities", iid)):
+            problems.append(error(f"{label} {ids.name_of(iid)} could not be read: {errs[0].describe()}", resource_id=iid))
+        for f in problems:
+            f.resource_id = f.resource_id or iid
+        rows = _use_rows(label, iid, answer, template_pids, inv.principal_of_identity(iid, t), policy, build_vm)
+        if problems:
+            out += problems + [f for f in rows if f.status == Status.FAIL]
+            continue
+        out += rows
+        if not any(f.status == Status.FAIL or not f.evidence.get("expected") for f in rows):
+            nobody = "only the template identity" if build_vm else "no other principal"
+            out.append(
+                passed(
+                    f"{nobody} can assign {label} {ids.name_of(iid)} or add federated credentials to it",
+                    resource_id=iid,
+                    evidence={"identity_id": iid},
+                )
+            )
+    return out

@@ -1,1 +1,148 @@
-"""Placeholder until its checks land."""
+"""Who can reach into a template's staging resource group (best practice "Follow the principle of least
+privilege": the staging resource group).
+
+AIB builds in the staging resource group (`exactStagingResourceGroup`), delegates the template and build-VM
+identities' privileges to resources there, and keeps a copy of the customizer artifacts in a storage account
+there. Anyone else who can change resources in it can compromise the build; anyone who can read the
+artifact copies can read what the customizers carry. Assignments on the group, above it, and on resources
+inside it all count.
+"""
+
+from __future__ import annotations
+
+from auditor import ids, rbac
+from auditor.findings import Finding, Status, error, failed, passed
+from auditor.inventory import Inventory, Template
+from auditor.policy import Policy
+from checks.registry import check
+
+LIST_KEYS = "Microsoft.Storage/storageAccounts/listKeys/action"
+BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+
+
+def staging_scope(t: Template, inv: Inventory) -> tuple[str | None, list[Finding]]:
+    """The staging RG's ID, or ERROR findings saying why it cannot be audited."""
+    if not t.staging_rg_id:
+        return None, [
+            error(
+                "the template does not report its staging resource group (exactStagingResourceGroup is empty; "
+                "API versions before 2022-02-14 do not return it), so who can reach it cannot be checked"
+            )
+        ]
+    if inv.staging_rg(t) is not None:
+        return t.staging_rg_id, []
+    name = ids.name_of(t.staging_rg_id)
+    errs = inv.read_errors("resourceGroups", t.staging_rg_id)
+    why = errs[0].describe() if errs else "it is not among the subscription's resource groups"
+    return None, [
+        error(
+            f"staging resource group {name} of template {t.name} was not found (deleted?): {why}",
+            resource_id=t.staging_rg_id,
+            evidence={"staging_rg_id": t.staging_rg_id},
+        )
+    ]
+
+
+def template_identity_principals(t: Template, inv: Inventory) -> tuple[set[str], list[Finding]]:
+    """Principal IDs of the template identity, and ERRORs for identities whose principal is unknown."""
+    pids: set[str] = set()
+    problems: list[Finding] = []
+    for iid in t.identity_ids:
+        pid = inv.principal_of_identity(iid, t)
+        if pid:
+            pids.add(pid)
+        else:
+            problems.append(
+                error(
+                    f"the principal ID of template identity {ids.name_of(iid)} is unknown, so it cannot be told apart "
+                    "from other principals",
+                    evidence={"identity_id": iid},
+                )
+            )
+    return pids, problems
+
+
+def _staging_rows(
+    check_id: str, t: Template, policy: Policy, scope: str, answer: rbac.Answer, template_pids: set[str], what: str
+) -> list[Finding]:
+    rg = ids.name_of(scope)
+    rows: list[Finding] = []
+    for pid, grants in sorted(answer.by_principal().items(), key=lambda kv: kv[0]):
+        top = sorted(grants, key=rbac.significance)[0]
+        who = rbac.principal_label(top)
+        if pid in template_pids:
+            fields = rbac.principal_fields(grants, False, template_identity=True)
+            rows.append(
+                passed(
+                    f"the template identity ({who}) can {what} in staging resource group {rg} through {rbac.via(grants)}: "
+                    "expected, AIB needs Contributor there (its own rights are judged by AIB-LP-004)",
+                    resource_id=scope,
+                    **fields,
+                )
+            )
+            continue
+        allowed = policy.allows(check_id, pid)
+        fields = rbac.principal_fields(grants, allowed, template_identity=False)
+        detail = f"{who} can {what} in staging resource group {rg} of template {t.name} through {rbac.via(grants)}"
+        if allowed:
+            rows.append(passed(f"{detail}; accepted by the audit policy", resource_id=scope, **fields))
+        else:
+            rows.append(failed(detail, resource_id=scope, **fields))
+    return rows
+
+
+def _finish(rows: list[Finding], problems: list[Finding], scope: str, t: Template, nobody: str) -> list[Finding]:
+    if problems:
+        return problems + [f for f in rows if f.status == Status.FAIL]
+    if not any(f.status == Status.FAIL or not f.evidence.get("template_identity") for f in rows):
+        rows.append(passed(nobody.format(rg=ids.name_of(scope), t=t.name), resource_id=scope))
+    return rows
+
+
+@check("AIB-LP-002")
+def staging_rg_change(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    scope, problems = staging_scope(t, inv)
+    if scope is None:
+        return problems
+    engine = rbac.engine(inv)
+    # Data writes count too: overwriting the artifact copies in the staging storage account tampers with the build.
+    answer = engine.who_can(rbac.NON_READ, scope, include_below=True).merge(
+        engine.who_can(rbac.NON_READ, scope, data=True, include_below=True)
+    )
+    template_pids, id_problems = template_identity_principals(t, inv)
+    rows = _staging_rows("AIB-LP-002", t, policy, scope, answer, template_pids, "change resources")
+    return _finish(
+        rows,
+        rbac.problem_findings(answer) + id_problems,
+        scope,
+        t,
+        "no principal but the template identity can change resources in staging resource group {rg} of template {t}",
+    )
+
+
+@check("AIB-LP-003")
+def staging_rg_artifacts(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    scope, problems = staging_scope(t, inv)
+    if scope is None:
+        return problems
+    engine = rbac.engine(inv)
+    answer = engine.who_can(LIST_KEYS, scope, include_below=True).merge(
+        engine.who_can(BLOB_READ, scope, data=True, include_below=True)
+    )
+    template_pids, id_problems = template_identity_principals(t, inv)
+    rows = _staging_rows(
+        "AIB-LP-003",
+        t,
+        policy,
+        scope,
+        answer,
+        template_pids,
+        "read the customizer artifact copies (storage account keys or blob data)",
+    )
+    return _finish(
+        rows,
+        rbac.problem_findings(answer) + id_problems,
+        scope,
+        t,
+        "no principal but the template identity can read the artifact copies in staging resource group {rg} of template {t}",
+    )

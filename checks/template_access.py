@@ -1,1 +1,66 @@
-"""Placeholder until its checks land."""
+"""Who can run, change or delete an image template (best practice "Follow the principle of least privilege":
+the image template).
+
+Anyone holding `imageTemplates/write`, `/delete`, `/run/action` or `/triggers/write` on the template (through
+an assignment on it, its resource group, subscription, a management group or root; wildcards count) can run
+it, tamper with its customizers or delete it. The right should come from the template or its resource group,
+be held by few principals, and never by a deleted one.
+"""
+
+from __future__ import annotations
+
+from auditor import rbac
+from auditor.findings import Finding, Status, failed, passed
+from auditor.inventory import Inventory, Template
+from auditor.policy import Policy
+from checks.registry import check
+
+CHECK_ID = "AIB-LP-001"
+IT = "Microsoft.VirtualMachineImages/imageTemplates"
+TEMPLATE_CHANGE_ACTIONS: tuple[str, ...] = (f"{IT}/write", f"{IT}/delete", f"{IT}/run/action", f"{IT}/triggers/write")
+VERBS: dict[str, str] = {
+    f"{IT}/write": "change",
+    f"{IT}/delete": "delete",
+    f"{IT}/run/action": "run",
+    f"{IT}/triggers/write": "add triggers to",
+}
+
+
+def _row(grants: list[rbac.Grant], allowed: bool, counted: int, limit: int) -> Finding:
+    top = sorted(grants, key=rbac.significance)[0]
+    who = rbac.principal_label(top)
+    verb = VERBS.get(top.matched_action, "change")
+    base = f"{who} can {verb} the template through {rbac.via(grants)}"
+    fields = rbac.principal_fields(grants, allowed, principals_counted=counted, max_template_writers=limit)
+    if allowed:
+        return passed(f"{base}; accepted by the audit policy", **fields)
+    reasons = []
+    broad = sorted((g for g in grants if g.breadth >= rbac.SUBSCRIPTION_BREADTH), key=rbac.significance)
+    if broad:
+        reasons.append(f"the right comes from {broad[0].inherited_from}: grant it on the template or its resource group")
+    if top.deleted:
+        reasons.append("the principal was deleted (principalType Unknown): remove its role assignments")
+    if counted > limit:
+        reasons.append(f"{counted} principals can change the template; policy allows {limit}")
+    if reasons:
+        return failed(f"{base}; " + "; ".join(reasons), **fields)
+    return passed(base, **fields)
+
+
+@check(CHECK_ID)
+def template_access(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    answer = rbac.engine(inv).who_can(TEMPLATE_CHANGE_ACTIONS, t.id)
+    problems = rbac.problem_findings(answer)
+    principals = answer.by_principal()
+    counted = sum(1 for pid in principals if not policy.allows(CHECK_ID, pid))
+    limit = policy.max_template_writers
+    rows = [
+        _row(grants, policy.allows(CHECK_ID, pid), counted, limit)
+        for pid, grants in sorted(principals.items(), key=lambda kv: kv[0])
+    ]
+    if problems:
+        # What is known to be wrong stays wrong; nothing can be vouched for while a read is missing.
+        return problems + [f for f in rows if f.status == Status.FAIL]
+    if not rows:
+        return [passed("no principal can run, change or delete the template (checked at the template and every scope above it)")]
+    return rows

@@ -1,0 +1,644 @@
+"""The RBAC engine: who can do what, where, computed from the inventory's role assignments.
+
+Semantics (design.md "Least-privilege semantics"):
+
+- A principal's rights at a scope are the union, over its assignments at that scope and every ancestor
+  (resource -> resource group -> subscription -> management groups -> `/`), of each role's actions minus
+  THAT permission block's notActions. notActions are not denies: another role (or block) grants back.
+- Patterns match case-insensitively with `*` anywhere (`*`, `*/read`, `Microsoft.Authorization/*/Write`).
+  An interior `/*/` also matches a single `/`: Managed Identity Operator's
+  `userAssignedIdentities/*/assign/action` is what grants `userAssignedIdentities/assign/action`.
+- Data actions are evaluated apart (dataActions minus notDataActions).
+- Deny assignments subtract (at the scope or above, unless doNotApplyToChildScopes; listed principals, or
+  everyone minus excludePrincipals). Groups are principals of their own: membership is not expanded.
+- A conditional (ABAC) assignment grants and is flagged; a PIM eligibility grants and is flagged.
+- An assignment whose role definition is not in the inventory is UNRESOLVED and reported, never skipped.
+
+Assignments are indexed by normalized scope and by principal, so a question about one resource only touches
+its ancestor chain (and, with include_below, the sorted range of scopes under it). Role/question matches are
+cached per (role, question); per-scope answers are cached per (scope, question).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
+from typing import Any
+
+from auditor import ids
+from auditor.findings import Finding, error
+from auditor.inventory import EVERYONE, DenyAssignment, Inventory, Permission, RoleAssignment, RoleDefinition
+from auditor.snapshot import PERMISSIONS, ReadError
+
+# Reads whose failure makes any RBAC answer incomplete (fail closed).
+RBAC_KINDS: tuple[str, ...] = ("roleAssignments", "roleDefinitions", "denyAssignments", "roleEligibilityScheduleInstances")
+
+OWNER_GUID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+CONTRIBUTOR_GUID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+
+# How broad a scope is; higher is broader.
+BREADTH: dict[str, int] = {"resource": 1, "resourceGroup": 2, "subscription": 3, "managementGroup": 4, "root": 5}
+SUBSCRIPTION_BREADTH = BREADTH["subscription"]
+
+# Actions that a "non-read" question ignores because they change nothing in a resource group: support tickets,
+# ARM deployments (which run with the caller's own rights), the retired classic alert rules, and the user
+# delegation key (a SAS signed with it carries no more than the caller's own data rights). Reader-like
+# built-ins (Monitoring Reader, Managed Identity Operator, Storage Blob Data Reader, ...) carry them, and
+# counting them would flood the report with readers.
+NON_READ_IGNORED: tuple[str, ...] = (
+    "Microsoft.Support/*",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+)
+
+
+# --------------------------------------------------------------------------------------------- patterns
+
+
+@lru_cache(maxsize=8192)
+def _variants(pattern: str) -> tuple[str, ...]:
+    """The lower-cased pattern, plus each form where an interior `/*/` stands for a single `/`."""
+    p = pattern.strip().lower()
+    seen = {p}
+    todo = [p]
+    while todo:
+        cur = todo.pop()
+        i = cur.find("/*/")
+        while i >= 0:
+            nxt = cur[:i] + cur[i + 2 :]
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+            i = cur.find("/*/", i + 1)
+    return tuple(sorted(seen))
+
+
+@lru_cache(maxsize=8192)
+def _regex(pattern: str) -> re.Pattern[str]:
+    """A compiled, case-insensitive matcher for an action pattern (every variant)."""
+    alts = "|".join(re.escape(v).replace(r"\*", ".*") for v in _variants(pattern))
+    return re.compile(f"(?:{alts})", re.IGNORECASE | re.DOTALL)
+
+
+def matches(pattern: str, action: str) -> bool:
+    """Does role pattern `pattern` grant the concrete action `action`?"""
+    return _regex(pattern).fullmatch(action.strip()) is not None
+
+
+def _glob_intersect(a: str, b: str) -> bool:
+    """Is there a string that matches both `*`-globs (already lower case)?"""
+    n, m = len(a), len(b)
+    # reach[i][j]: a[i:] and b[j:] can still match a common suffix; computed backwards.
+    nxt = [False] * (m + 1)
+    nxt[m] = True
+    for j in range(m - 1, -1, -1):
+        nxt[j] = b[j] == "*" and nxt[j + 1]
+    for i in range(n - 1, -1, -1):
+        cur = [False] * (m + 1)
+        cur[m] = a[i] == "*" and nxt[m]
+        for j in range(m - 1, -1, -1):
+            if a[i] == "*":
+                cur[j] = nxt[j] or cur[j + 1]  # the star matches nothing more, or eats b[j]
+            elif b[j] == "*":
+                cur[j] = cur[j + 1] or nxt[j]  # b's star matches nothing more, or eats a[i]
+            else:
+                cur[j] = a[i] == b[j] and nxt[j + 1]
+        nxt = cur
+    return nxt[0]
+
+
+@lru_cache(maxsize=65536)
+def intersects(a: str, b: str) -> bool:
+    """Could one action match both patterns?"""
+    return any(_glob_intersect(x, y) for x in _variants(a) for y in _variants(b))
+
+
+@lru_cache(maxsize=65536)
+def covers(big: str, small: str) -> bool:
+    """Is every action matched by `small` also matched by `big`?
+
+    `small`'s stars are treated as letters that only `big`'s stars can match: exact for `*`-globs over an
+    open alphabet, which action names are.
+    """
+    rx = _regex(big)
+    return all(rx.fullmatch(v) is not None for v in _variants(small))
+
+
+def _is_concrete(pattern: str) -> bool:
+    return "*" not in pattern
+
+
+def _is_read_only(pattern: str) -> bool:
+    return pattern.strip().lower().endswith("/read")
+
+
+# --------------------------------------------------------------------------------------------- questions
+
+
+@dataclass(frozen=True)
+class NonRead:
+    """The question "any action that is not a read" (`*` counts; a pattern fully removed by notActions doesn't)."""
+
+    def __str__(self) -> str:
+        return "any non-read action"
+
+
+NON_READ = NonRead()
+Actions = str | Sequence[str] | NonRead
+
+
+@dataclass(frozen=True)
+class Query:
+    actions: tuple[str, ...]  # the question's patterns, as asked; empty for non_read
+    data: bool = False
+    non_read: bool = False
+
+
+def make_query(actions: Actions, data: bool = False) -> Query:
+    if isinstance(actions, NonRead):
+        return Query((), data, True)
+    if isinstance(actions, str):
+        actions = (actions,)
+    acts = tuple(a.strip() for a in actions if a and a.strip())
+    if not acts:
+        raise ValueError("who_can needs at least one action")
+    return Query(acts, data, False)
+
+
+def _block_lists(perm: Permission, data: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (perm.data_actions, perm.not_data_actions) if data else (perm.actions, perm.not_actions)
+
+
+def _block_grants(perm: Permission, question: str, data: bool) -> str | None:
+    """The block's action pattern that grants `question` (a concrete action or a pattern), or None."""
+    allow, deny = _block_lists(perm, data)
+    if _is_concrete(question):
+        if any(matches(n, question) for n in deny):
+            return None
+        return next((a for a in allow if matches(a, question)), None)
+    for a in allow:
+        if intersects(a, question) and not any(covers(n, a) or covers(n, question) for n in deny):
+            return a
+    return None
+
+
+def _block_grants_non_read(perm: Permission, data: bool) -> str | None:
+    allow, deny = _block_lists(perm, data)
+    for a in allow:
+        if _is_read_only(a) or any(covers(ig, a) for ig in NON_READ_IGNORED):
+            continue
+        if not any(covers(n, a) for n in deny):
+            return a
+    return None
+
+
+def _deny_removes(perm: Permission, question: str | None, granted_by: str, data: bool) -> bool:
+    """Does a deny block remove what `granted_by` grants for `question`? Conservative: only when sure."""
+    actions, exceptions = _block_lists(perm, data)
+    if question is not None and _is_concrete(question):
+        return any(matches(d, question) for d in actions) and not any(matches(x, question) for x in exceptions)
+    covered = any(covers(d, granted_by) or (question is not None and covers(d, question)) for d in actions)
+    return covered and not any(intersects(x, granted_by) for x in exceptions)
+
+
+# --------------------------------------------------------------------------------------------- answers
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role assignment that gives a principal the asked-for right (or, from rights_of, any right)."""
+
+    principal_id: str
+    principal_type: str
+    role_name: str
+    role_id: str  # the role definition ID as the assignment names it
+    role_guid: str
+    assignment_id: str
+    assignment_scope: str  # as ARM wrote it
+    scope_level: str  # root | managementGroup | subscription | resourceGroup | resource
+    inherited_from: str  # "this resource", "resource group X", "subscription S", "management group M", "root"
+    eligible: bool  # a PIM eligibility, not an active assignment
+    conditional: bool  # the assignment carries an ABAC condition
+    matched_action: str = ""  # the question's action that matched
+    granted_by: str = ""  # the role's pattern that granted it
+    scope_key: str = ""  # normalized assignment scope (computed once: grants are sorted and grouped a lot)
+    breadth: int = 1  # BREADTH of scope_level
+
+    @cached_property
+    def rank(self) -> tuple[int, int, int, str, str]:
+        """Significance sort key (see `significance`); cached, grants are shared across templates."""
+        return (-self.breadth, int(self.eligible), int(self.conditional), self.role_name.lower(), self.assignment_id.lower())
+
+    @property
+    def deleted(self) -> bool:
+        """principalType Unknown: the principal was deleted but its assignment never removed."""
+        return self.principal_type.lower() == "unknown"
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "role_name": self.role_name,
+            "role_id": self.role_id,
+            "role_scope": self.assignment_scope,
+            "inherited_from": self.inherited_from,
+            "eligible": self.eligible,
+            "conditional": self.conditional,
+            "assignment_id": self.assignment_id,
+            "matched_action": self.matched_action,
+            "granted_by": self.granted_by,
+        }
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """An assignment whose role definition is not in the inventory: its rights are unknown."""
+
+    assignment_id: str
+    role_definition_id: str
+    principal_id: str
+    principal_type: str
+    scope: str
+
+    def message(self) -> str:
+        return (
+            f"role definition {self.role_definition_id} could not be read; needs {PERMISSIONS['roleDefinitions']} "
+            f"(assignment {self.assignment_id} for principal {self.principal_id} at {self.scope})"
+        )
+
+
+@dataclass
+class Answer:
+    """Grants, plus everything that makes the answer incomplete. Iterating yields the grants."""
+
+    grants: list[Grant] = field(default_factory=list)
+    unresolved: list[Unresolved] = field(default_factory=list)
+    errors: list[ReadError] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Grant]:
+        return iter(self.grants)
+
+    def __len__(self) -> int:
+        return len(self.grants)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unresolved and not self.errors
+
+    def merge(self, other: Answer) -> Answer:
+        def uniq(xs: Iterable[Any], key: Any) -> list[Any]:
+            seen: set[Any] = set()
+            out = []
+            for x in xs:
+                k = key(x)
+                if k not in seen:
+                    seen.add(k)
+                    out.append(x)
+            return out
+
+        return Answer(
+            grants=self.grants + other.grants,
+            unresolved=uniq(self.unresolved + other.unresolved, lambda u: u.assignment_id.lower()),
+            errors=uniq(self.errors + other.errors, lambda e: (e.kind, ids.norm(e.scope), e.code)),
+        )
+
+    def by_principal(self) -> dict[str, list[Grant]]:
+        out: dict[str, list[Grant]] = {}
+        for g in self.grants:
+            out.setdefault(g.principal_id, []).append(g)
+        return out
+
+
+@lru_cache(maxsize=65536)
+def describe_scope(scope: str, target: str | None = None) -> str:
+    """Where an assignment sits, in words, relative to the resource asked about."""
+    key = ids.norm(scope)
+    level = ids.scope_level(scope)
+    if level == "root":
+        return "root"
+    if level == "managementGroup":
+        return f"management group {ids.name_of(scope)}"
+    if level == "subscription":
+        return f"subscription {ids.subscription_of(scope) or ids.name_of(scope)}"
+    if level == "resourceGroup":
+        return f"resource group {ids.resource_group_of(scope) or ids.name_of(scope)}"
+    if target is not None and key == ids.norm(target):
+        return "this resource"
+    return f"resource {ids.name_of(scope)}"
+
+
+def significance(g: Grant) -> tuple[int, int, int, str, str]:
+    """Sort key, most significant first: broadest scope, active before eligible, unconditional first."""
+    return g.rank
+
+
+# --------------------------------------------------------------------------------------------- the engine
+
+
+class Rbac:
+    """Indexes an inventory's role and deny assignments once and answers questions about them."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self.inv = inv
+        self._by_scope: dict[str, list[RoleAssignment]] = {}
+        self._by_principal: dict[str, list[RoleAssignment]] = {}
+        for ra in inv.role_assignments:
+            self._by_scope.setdefault(ra.scope_key, []).append(ra)
+            self._by_principal.setdefault(ra.principal_id, []).append(ra)
+        self._sorted_scopes = sorted(self._by_scope)
+        self._above_sub = [s for s in self._by_scope if ids.is_above_subscription(s)]
+        self._deny_by_scope: dict[str, list[DenyAssignment]] = {}
+        for d in inv.deny_assignments:
+            self._deny_by_scope.setdefault(ids.norm(d.scope), []).append(d)
+        self._deny_above_sub = [s for s in self._deny_by_scope if ids.is_above_subscription(s)]
+        self._role_cache: dict[tuple[str, Query], tuple[tuple[str, str], ...]] = {}
+        self._scope_cache: dict[tuple[str, Query], tuple[tuple[Grant, ...], tuple[Unresolved, ...]]] = {}
+        self._deny_cache: dict[str, tuple[tuple[str, DenyAssignment], ...]] = {}
+        self._chain_cache: dict[str, tuple[str, ...]] = {}
+        self._role_ids: dict[str, RoleDefinition | None] = {}
+        self._error_cache: dict[str, list[ReadError]] = {}
+
+    # -- roles ------------------------------------------------------------------------------------
+
+    def role(self, role_definition_id: str) -> RoleDefinition | None:
+        """Resolve from any form of the ID (by GUID); cached per spelling."""
+        if role_definition_id not in self._role_ids:
+            self._role_ids[role_definition_id] = self.inv.role_definition(role_definition_id)
+        return self._role_ids[role_definition_id]
+
+    def role_matches(self, role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ...]:
+        """(question action, granting pattern) for each question the role grants, ignoring denies; cached."""
+        key = (role.guid, query)
+        hit = self._role_cache.get(key)
+        if hit is None:
+            out: list[tuple[str, str]] = []
+            if query.non_read:
+                by = next((g for p in role.permissions if (g := _block_grants_non_read(p, query.data))), None)
+                if by:
+                    out.append((str(NON_READ), by))
+            else:
+                for q in query.actions:
+                    by = next((g for p in role.permissions if (g := _block_grants(p, q, query.data))), None)
+                    if by:
+                        out.append((q, by))
+            hit = self._role_cache[key] = tuple(out)
+        return hit
+
+    def role_grants(self, role: RoleDefinition, actions: Actions, *, data: bool = False) -> str | None:
+        """The role's pattern that grants any of `actions` (notActions applied), or None."""
+        found = self.role_matches(role, make_query(actions, data))
+        return found[0][1] if found else None
+
+    @staticmethod
+    def has_star(role: RoleDefinition) -> bool:
+        """`*` in the role's actions (Owner, Contributor and look-alikes)."""
+        return any(a.strip() == "*" for p in role.permissions for a in p.actions)
+
+    # -- scopes -----------------------------------------------------------------------------------
+
+    def _chain(self, key: str) -> tuple[str, ...]:
+        """Scope keys with assignments at `key` or above it (management groups and root included)."""
+        hit = self._chain_cache.get(key)
+        if hit is None:
+            parts = key.split("/")
+            prefixes = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
+            found = [p for p in prefixes if p in self._by_scope]
+            found += [s for s in self._above_sub if s not in found and ids.is_ancestor_or_self(s, key)]
+            hit = self._chain_cache[key] = tuple(found)
+        return hit
+
+    def _below(self, key: str) -> list[str]:
+        """Scope keys with assignments strictly under `key` (a sorted range, no scan)."""
+        prefix = key.rstrip("/") + "/"
+        out = []
+        i = bisect.bisect_left(self._sorted_scopes, prefix)
+        while i < len(self._sorted_scopes) and self._sorted_scopes[i].startswith(prefix):
+            out.append(self._sorted_scopes[i])
+            i += 1
+        return out
+
+    def _scope_grants(self, scope_key: str, query: Query) -> tuple[tuple[Grant, ...], tuple[Unresolved, ...]]:
+        """Grants (one per assignment and granted question, described absolutely) at exactly one scope; cached."""
+        key = (scope_key, query)
+        cached = self._scope_cache.get(key)
+        if cached is None:
+            grants: list[Grant] = []
+            unresolved: list[Unresolved] = []
+            for ra in self._by_scope.get(scope_key, ()):
+                role = self.role(ra.role_definition_id)
+                if role is None:
+                    unresolved.append(_unresolved(ra))
+                    continue
+                where = describe_scope(ra.scope)
+                grants += (_grant(ra, role, where, q, by) for q, by in self.role_matches(role, query))
+            cached = self._scope_cache[key] = (tuple(grants), tuple(unresolved))
+        return cached
+
+    # -- deny assignments -------------------------------------------------------------------------
+
+    def _denies_over(self, eval_key: str) -> tuple[tuple[str, DenyAssignment], ...]:
+        """(scope key, deny) for deny assignments at `eval_key` or above it; cached per scope."""
+        hit = self._deny_cache.get(eval_key)
+        if hit is None:
+            parts = eval_key.split("/")
+            keys = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
+            keys += [s for s in self._deny_above_sub if s not in keys and ids.is_ancestor_or_self(s, eval_key)]
+            hit = self._deny_cache[eval_key] = tuple((k, d) for k in keys for d in self._deny_by_scope.get(k, ()))
+        return hit
+
+    def _denies_at(self, principal_id: str, eval_key: str) -> list[DenyAssignment]:
+        out = []
+        for k, d in self._denies_over(eval_key):
+            if d.does_not_apply_to_child_scopes and k != eval_key:
+                continue
+            if principal_id in d.exclude_principal_ids:
+                continue
+            if principal_id in d.principal_ids or EVERYONE in d.principal_ids:
+                out.append(d)
+        return out
+
+    def _denied(self, principal_id: str, eval_key: str, question: str, granted_by: str, data: bool) -> bool:
+        if not self._deny_by_scope:
+            return False
+        q = None if question == str(NON_READ) else question
+        return any(_deny_removes(p, q, granted_by, data) for d in self._denies_at(principal_id, eval_key) for p in d.permissions)
+
+    # -- read errors ------------------------------------------------------------------------------
+
+    def errors_for(self, scope: str) -> list[ReadError]:
+        """Failed RBAC reads (assignments, definitions, denies, PIM) that cover `scope`."""
+        key = ids.norm(scope)
+        hit = self._error_cache.get(key)
+        if hit is None:
+            hit = self._error_cache[key] = [e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key)]
+        return list(hit)
+
+    # -- the two questions ------------------------------------------------------------------------
+
+    def who_can(self, actions: Actions, scope: str, *, data: bool = False, include_below: bool = False) -> Answer:
+        """Every assignment that gives someone `actions` at `scope` (at/above it; with include_below, also under it).
+
+        `actions` are concrete actions or patterns (any one suffices), or NON_READ. One Grant per assignment:
+        the first question it grants that no deny assignment removes.
+        """
+        query = make_query(actions, data)
+        target = ids.norm(scope)
+        keys = list(self._chain(target))
+        if include_below:
+            keys += self._below(target)
+        ans = Answer(errors=self.errors_for(target))
+        for k in keys:
+            grants, unresolved = self._scope_grants(k, query)
+            ans.unresolved.extend(unresolved)
+            eval_key = k if len(k) > len(target) else target  # a deny is judged where the right is used
+            done: set[str] = set()
+            for g in grants:
+                if g.assignment_id in done or self._denied(g.principal_id, eval_key, g.matched_action, g.granted_by, data):
+                    continue
+                done.add(g.assignment_id)
+                if k == target and g.scope_level == "resource":
+                    g = replace(g, inherited_from="this resource")
+                ans.grants.append(g)
+        return ans
+
+    def rights_of(self, principal_id: str) -> Answer:
+        """Every assignment of a principal (active and eligible, at any scope), with its role resolved."""
+        pid = principal_id.lower()
+        ans = Answer()
+        for ra in self._by_principal.get(pid, ()):
+            role = self.role(ra.role_definition_id)
+            if role is None:
+                ans.unresolved.append(_unresolved(ra))
+                continue
+            ans.grants.append(_grant(ra, role, describe_scope(ra.scope)))
+        ans.grants.sort(key=significance)
+        return ans
+
+    def grant_can(self, g: Grant, actions: Actions, *, data: bool = False) -> str | None:
+        """Does this (rights_of) grant give `actions` at its own scope, denies applied? The granting pattern."""
+        role = self.role(g.role_id)
+        if role is None:
+            return None
+        for q, by in self.role_matches(role, make_query(actions, data)):
+            if not self._denied(g.principal_id, g.scope_key, q, by, data):
+                return by
+        return None
+
+
+def _unresolved(ra: RoleAssignment) -> Unresolved:
+    return Unresolved(ra.id, ra.role_definition_id, ra.principal_id, ra.principal_type, ra.scope)
+
+
+def _grant(ra: RoleAssignment, role: RoleDefinition, inherited_from: str, matched: str = "", by: str = "") -> Grant:
+    level = ids.scope_level(ra.scope)
+    return Grant(
+        principal_id=ra.principal_id,
+        principal_type=ra.principal_type,
+        role_name=role.role_name,
+        role_id=ra.role_definition_id,
+        role_guid=role.guid,
+        assignment_id=ra.id,
+        assignment_scope=ra.scope,
+        scope_level=level,
+        inherited_from=inherited_from,
+        eligible=ra.eligible,
+        conditional=bool(ra.condition),
+        matched_action=matched,
+        granted_by=by,
+        scope_key=ra.scope_key,
+        breadth=BREADTH.get(level, 1),
+    )
+
+
+_ENGINE_ATTR = "_rbac_engine"
+
+
+def engine(inv: Inventory) -> Rbac:
+    """The engine for an inventory, built once and shared by every check and template.
+
+    Kept on the inventory object itself (not a dataclass field, so invisible to eq, repr and asdict): it lives
+    and dies with the inventory. An inventory is not meant to change after build_inventory.
+    """
+    rb = vars(inv).get(_ENGINE_ATTR)
+    if isinstance(rb, Rbac) and rb.inv is inv:
+        return rb
+    rb = Rbac(inv)
+    vars(inv)[_ENGINE_ATTR] = rb
+    return rb
+
+
+# --------------------------------------------------------------------------------------------- answers -> findings
+
+
+def problem_findings(ans: Answer) -> list[Finding]:
+    """ERROR findings for everything that makes an answer incomplete (fail closed)."""
+    out = []
+    for e in ans.errors:
+        e = e if e.permission else replace(e, permission=PERMISSIONS.get(e.kind, ""))  # say what the auditor lacks
+        out.append(error(e.describe(), evidence={"kind": e.kind, "scope": e.scope, "permission": e.permission}))
+    for u in ans.unresolved:
+        out.append(
+            error(
+                u.message(),
+                principal_id=u.principal_id,
+                principal_type=u.principal_type,
+                role_scope=u.scope,
+                evidence={"assignment_id": u.assignment_id, "role_definition_id": u.role_definition_id},
+            )
+        )
+    return out
+
+
+def principal_fields(grants: Sequence[Grant], allowed: bool, **extra: Any) -> dict[str, Any]:
+    """Finding keyword arguments for one principal's row: the most significant grant, every grant in evidence."""
+    ordered = sorted(grants, key=significance)
+    top = ordered[0]
+    evidence: dict[str, Any] = {
+        "inherited_from": top.inherited_from,
+        "eligible": top.eligible,
+        "conditional": top.conditional,
+        "assignment_id": top.assignment_id,
+        "matched_action": top.matched_action,
+        "granted_by": top.granted_by,
+        "allowed": allowed,
+        "grants": [g.evidence() for g in ordered],
+    }
+    evidence.update(extra)
+    return {
+        "principal_id": top.principal_id,
+        "principal_type": top.principal_type,
+        "role_name": top.role_name,
+        "role_scope": top.assignment_scope,
+        "evidence": evidence,
+    }
+
+
+def grant_flags(g: Grant) -> str:
+    """Words that qualify a grant: PIM eligibility, ABAC condition."""
+    flags = []
+    if g.eligible:
+        flags.append("PIM-eligible: can activate it at will")
+    if g.conditional:
+        flags.append("the assignment has an ABAC condition")
+    return f" ({'; '.join(flags)})" if flags else ""
+
+
+def principal_label(g: Grant) -> str:
+    kind = "deleted principal" if g.deleted else (g.principal_type or "principal")
+    return f"{kind} {g.principal_id}"
+
+
+def via(grants: Sequence[Grant]) -> str:
+    """`Owner at subscription S; Contributor at resource group X` for a principal's grants."""
+    ordered = sorted(grants, key=significance)
+    parts = []
+    seen: set[tuple[str, str]] = set()
+    for g in ordered:
+        k = (g.role_name, g.scope_key)
+        if k in seen:
+            continue
+        seen.add(k)
+        parts.append(f"{g.role_name} at {g.inherited_from}{grant_flags(g)}")
+    return "; ".join(parts)

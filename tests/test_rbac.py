@@ -1,0 +1,330 @@
+"""The RBAC engine (auditor/rbac.py): pattern matching, inheritance, notActions, denies, PIM, ABAC, data
+actions, unresolved roles, include_below and rights_of. Inventories are built from fixtures, as ARM returns them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor import rbac
+from auditor.findings import Status
+from auditor.inventory import EVERYONE, Inventory, build_inventory
+from auditor.snapshot import Snapshot
+from fixtures import builders as b
+from fixtures import roles
+
+SUB = "6f1c2d3e-0000-4a4a-8b8b-111111111111"
+MG = "/providers/Microsoft.Management/managementGroups/contoso-root"
+RG = b.rg_id(SUB, "rg-images")
+TPL = b.template_id(SUB, "rg-images", "tpl-linux")
+STG = f"{RG}/providers/Microsoft.Storage/storageAccounts/stgartifacts"
+WRITE = "Microsoft.VirtualMachineImages/imageTemplates/write"
+DELETE = "Microsoft.VirtualMachineImages/imageTemplates/delete"
+BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+ROLE_WRITE = "Microsoft.Authorization/roleAssignments/write"
+ALICE = b.guid("alice")
+BOB = b.guid("bob")
+CAROL = b.guid("carol")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "azure-reference"
+
+
+def inventory(
+    assignments: list[dict[str, Any]],
+    *,
+    extra_roles: list[dict[str, Any]] | None = None,
+    eligible: list[dict[str, Any]] | None = None,
+    denies: list[dict[str, Any]] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> Inventory:
+    doc = b.snapshot(
+        [SUB],
+        {
+            "roleDefinitions": roles.builtin_roles(SUB) + (extra_roles or []),
+            "roleAssignments": assignments,
+            "roleEligibilityScheduleInstances": eligible or [],
+            "denyAssignments": denies or [],
+        },
+        errors=errors,
+    )
+    return build_inventory(Snapshot.from_dict(doc))
+
+
+def ra(scope: str, role: str, pid: str, ptype: str = "User", **kw: Any) -> dict[str, Any]:
+    return b.role_assignment(scope, role, pid, ptype, sub=SUB, **kw)
+
+
+def principals(ans: rbac.Answer) -> set[str]:
+    return {g.principal_id for g in ans}
+
+
+# --------------------------------------------------------------------------------------------- patterns
+
+
+@pytest.mark.parametrize(
+    ("pattern", "action", "expected"),
+    [
+        ("*", WRITE, True),
+        ("*/read", "Microsoft.Compute/galleries/read", True),
+        ("*/read", WRITE, False),
+        ("Microsoft.Authorization/*/Write", "microsoft.authorization/roleassignments/write", True),
+        ("Microsoft.Authorization/*/Write", "Microsoft.Authorization/roleAssignments/delete", False),
+        ("Microsoft.Compute/*", "Microsoft.Compute/galleries/images/versions/write", True),
+        ("Microsoft.Compute/*", "Microsoft.ComputeSchedule/x/write", False),
+        ("MICROSOFT.VIRTUALMACHINEIMAGES/imageTemplates/*", "Microsoft.VirtualMachineImages/imageTemplates/run/action", True),
+        # Managed Identity Operator's pattern grants the real assign action: an interior /*/ may match one "/".
+        (
+            "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+            True,
+        ),
+        ("Microsoft.VirtualMachineImages/*/write", "Microsoft.VirtualMachineImages/imageTemplates/triggers/write", True),
+        ("Microsoft.VirtualMachineImages/*/write", DELETE, False),
+    ],
+)
+def test_action_patterns_match_with_wildcards_anywhere_case_insensitively(pattern: str, action: str, expected: bool) -> None:
+    assert rbac.matches(pattern, action) is expected
+
+
+def test_pattern_algebra_intersects_and_covers() -> None:
+    assert rbac.intersects("*", "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action")
+    assert not rbac.intersects("*/read", "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action")
+    assert rbac.intersects("Microsoft.Compute/*/write", "*/galleries/*")
+    assert rbac.covers("Microsoft.Storage/*", "Microsoft.Storage/*/write")
+    assert not rbac.covers("Microsoft.Storage/*/write", "Microsoft.Storage/*")
+    assert not rbac.covers("*/read", "*")
+
+
+# --------------------------------------------------------------------------------------------- inheritance
+
+
+def test_wildcard_mid_string_in_a_custom_role_grants_only_what_it_matches() -> None:
+    custom = roles.custom_role(SUB, b.guid("vmi-writer"), "VMI writer", ["Microsoft.VirtualMachineImages/*/write"])
+    inv = inventory([ra(RG, b.guid("vmi-writer"), ALICE)], extra_roles=[custom])
+    engine = rbac.Rbac(inv)
+    [grant] = engine.who_can(WRITE, TPL).grants
+    assert (grant.role_name, grant.granted_by, grant.matched_action) == (
+        "VMI writer",
+        "Microsoft.VirtualMachineImages/*/write",
+        WRITE,
+    )
+    assert grant.inherited_from == "resource group rg-images"
+    assert len(engine.who_can(DELETE, TPL)) == 0
+
+
+def test_ids_match_case_insensitively_across_spellings() -> None:
+    # ARM returns `resourcegroups` in lower case in places; the question uses `resourceGroups`.
+    scope = f"/SUBSCRIPTIONS/{SUB.upper()}/resourcegroups/RG-IMAGES"
+    inv = inventory([ra(scope, roles.CONTRIBUTOR, ALICE)])
+    [grant] = rbac.Rbac(inv).who_can(WRITE.upper(), TPL).grants
+    assert grant.principal_id == ALICE and grant.scope_level == "resourceGroup"
+
+
+def test_not_actions_remove_only_from_their_own_role_and_another_role_grants_back() -> None:
+    writer = roles.custom_role(SUB, b.guid("ra-writer"), "Assignment writer", [ROLE_WRITE])
+    inv = inventory(
+        [ra(RG, roles.CONTRIBUTOR, ALICE), ra(RG, roles.CONTRIBUTOR, BOB), ra(RG, b.guid("ra-writer"), BOB)],
+        extra_roles=[writer],
+    )
+    ans = rbac.Rbac(inv).who_can(ROLE_WRITE, RG)
+    # Contributor's notActions (Microsoft.Authorization/*/Write) remove it for Alice; Bob's second role grants it back.
+    assert [(g.principal_id, g.role_name) for g in ans] == [(BOB, "Assignment writer")]
+
+
+def test_management_group_and_root_assignments_are_inherited() -> None:
+    inv = inventory([ra(MG, roles.OWNER, ALICE), ra("/", roles.USER_ACCESS_ADMINISTRATOR, BOB)])
+    engine = rbac.Rbac(inv)
+    by_pid = {g.principal_id: g for g in engine.who_can([WRITE, ROLE_WRITE], TPL)}
+    assert by_pid[ALICE].inherited_from == "management group contoso-root"
+    assert by_pid[ALICE].scope_level == "managementGroup" and by_pid[ALICE].matched_action == WRITE
+    assert by_pid[BOB].inherited_from == "root" and by_pid[BOB].scope_level == "root"
+    assert by_pid[BOB].matched_action == ROLE_WRITE and by_pid[BOB].granted_by == "Microsoft.Authorization/*"
+
+
+def test_assignment_on_the_resource_itself_reads_this_resource() -> None:
+    inv = inventory([ra(TPL, roles.OWNER, ALICE)])
+    [grant] = rbac.Rbac(inv).who_can(WRITE, TPL).grants
+    assert grant.inherited_from == "this resource" and grant.scope_level == "resource"
+
+
+def test_sibling_scopes_do_not_leak() -> None:
+    inv = inventory([ra(b.rg_id(SUB, "rg-images-old"), roles.OWNER, ALICE), ra(b.rg_id(SUB, "rg-other"), roles.OWNER, BOB)])
+    assert len(rbac.Rbac(inv).who_can(WRITE, TPL)) == 0
+
+
+# --------------------------------------------------------------------------------------------- deny, ABAC, PIM, data
+
+
+def test_deny_for_everyone_with_exclusion_subtracts_except_for_the_excluded() -> None:
+    deny = b.deny_assignment(
+        RG, "protect-templates", ["Microsoft.VirtualMachineImages/imageTemplates/delete"], [EVERYONE], [ALICE]
+    )
+    inv = inventory([ra(RG, roles.OWNER, ALICE), ra(RG, roles.OWNER, BOB)], denies=[deny])
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(DELETE, TPL)) == {ALICE}
+    assert principals(engine.who_can(WRITE, TPL)) == {ALICE, BOB}  # the deny covers delete only
+
+
+def test_deny_that_does_not_apply_to_child_scopes_stops_at_its_scope() -> None:
+    deny = b.deny_assignment(b.sub_id(SUB), "sub-only", ["*"], [BOB])
+    deny["properties"]["doNotApplyToChildScopes"] = True
+    inv = inventory([ra(b.sub_id(SUB), roles.OWNER, BOB)], denies=[deny])
+    engine = rbac.Rbac(inv)
+    assert len(engine.who_can(WRITE, b.sub_id(SUB))) == 0
+    assert principals(engine.who_can(WRITE, TPL)) == {BOB}
+
+
+def test_conditional_and_eligible_assignments_grant_and_are_flagged() -> None:
+    cond = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'scripts'"
+    inv = inventory(
+        [ra(RG, roles.CONTRIBUTOR, ALICE, condition=cond)],
+        eligible=[b.eligibility(b.sub_id(SUB), roles.OWNER, BOB, sub=SUB)],
+    )
+    by_pid = {g.principal_id: g for g in rbac.Rbac(inv).who_can(WRITE, TPL)}
+    assert by_pid[ALICE].conditional and not by_pid[ALICE].eligible
+    assert by_pid[BOB].eligible and not by_pid[BOB].conditional
+    assert by_pid[BOB].inherited_from == f"subscription {SUB}"
+    assert "PIM-eligible" in rbac.grant_flags(by_pid[BOB]) and "ABAC condition" in rbac.grant_flags(by_pid[ALICE])
+
+
+def test_data_actions_are_evaluated_apart_from_actions() -> None:
+    inv = inventory([ra(STG, roles.STORAGE_BLOB_DATA_READER, ALICE), ra(RG, roles.OWNER, BOB)])
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(BLOB_READ, STG, data=True)) == {ALICE}  # Owner's "*" is no data action
+    assert ALICE not in principals(engine.who_can(BLOB_READ, STG))  # and a data action is not an action
+
+
+def test_non_read_question_ignores_readers_and_fully_removed_patterns() -> None:
+    hollow = roles.custom_role(
+        SUB, b.guid("hollow"), "Hollow writer", ["*/read", "Microsoft.Storage/*/write"], not_actions=["Microsoft.Storage/*"]
+    )
+    monitor_like = roles.custom_role(SUB, b.guid("monitor"), "Monitoring reader-like", ["*/read", "Microsoft.Support/*"])
+    inv = inventory(
+        [
+            ra(RG, roles.READER, ALICE),
+            ra(RG, b.guid("hollow"), BOB),
+            ra(RG, b.guid("monitor"), BOB),
+            ra(RG, roles.VIRTUAL_MACHINE_CONTRIBUTOR, CAROL),
+        ],
+        extra_roles=[hollow, monitor_like],
+    )
+    [grant] = rbac.Rbac(inv).who_can(rbac.NON_READ, RG).grants
+    assert grant.principal_id == CAROL and grant.role_name == "Virtual Machine Contributor"
+
+
+def test_pattern_questions_about_identities() -> None:
+    assign = "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"
+    fic = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
+    ident = b.identity_id(SUB, "rg-images", "id-build")
+    inv = inventory(
+        [
+            ra(ident, roles.MANAGED_IDENTITY_OPERATOR, ALICE),
+            ra(RG, roles.MANAGED_IDENTITY_CONTRIBUTOR, BOB),
+            ra(RG, roles.READER, CAROL),
+        ]
+    )
+    ans = rbac.Rbac(inv).who_can([assign, fic], ident)
+    assert {(g.principal_id, g.matched_action) for g in ans} == {(ALICE, assign), (BOB, fic)}
+
+
+# --------------------------------------------------------------------------------------------- unresolved, errors
+
+
+def test_unresolved_role_definition_is_surfaced_never_skipped() -> None:
+    missing = b.guid("deleted-custom-role")
+    inv = inventory([ra(RG, missing, ALICE), ra(RG, roles.OWNER, BOB)])
+    ans = rbac.Rbac(inv).who_can(WRITE, TPL)
+    assert principals(ans) == {BOB}
+    assert not ans.complete
+    [unresolved] = ans.unresolved
+    assert unresolved.principal_id == ALICE
+    [finding] = rbac.problem_findings(ans)
+    assert finding.status == Status.ERROR and finding.principal_id == ALICE
+    assert (
+        f"role definition /subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{missing} could not be read"
+        in (finding.detail)
+    )
+    assert "needs Microsoft.Authorization/roleDefinitions/read" in finding.detail
+
+
+def test_role_definition_resolves_from_any_form_of_its_id() -> None:
+    doc = ra(RG, roles.OWNER, ALICE)
+    doc["properties"]["roleDefinitionId"] = f"/providers/Microsoft.Authorization/roleDefinitions/{roles.OWNER.upper()}"
+    inv = inventory([doc])
+    [grant] = rbac.Rbac(inv).who_can(WRITE, TPL).grants
+    assert grant.role_name == "Owner"
+
+
+def test_failed_rbac_reads_make_the_answer_incomplete() -> None:
+    err = {"kind": "denyAssignments", "scope": b.sub_id(SUB), "status": 403, "code": "AuthorizationFailed", "message": "no"}
+    inv = inventory([ra(RG, roles.OWNER, ALICE)], errors=[err])
+    ans = rbac.Rbac(inv).who_can(WRITE, TPL)
+    assert not ans.complete and [e.kind for e in ans.errors] == ["denyAssignments"]
+    [finding] = rbac.problem_findings(ans)
+    assert finding.status == Status.ERROR and "Microsoft.Authorization/denyAssignments/read" in finding.detail
+
+
+# --------------------------------------------------------------------------------------------- include_below, rights_of
+
+
+def test_include_below_counts_assignments_on_resources_inside_the_scope() -> None:
+    inv = inventory([ra(STG, roles.STORAGE_ACCOUNT_CONTRIBUTOR, ALICE), ra(b.rg_id(SUB, "rg-images2"), roles.OWNER, BOB)])
+    engine = rbac.Rbac(inv)
+    assert len(engine.who_can(rbac.NON_READ, RG)) == 0
+    [grant] = engine.who_can(rbac.NON_READ, RG, include_below=True).grants
+    assert grant.principal_id == ALICE and grant.inherited_from == "resource stgartifacts"  # rg-images2 is no child
+
+
+def test_rights_of_lists_every_assignment_broadest_first_with_unresolved_apart() -> None:
+    missing = b.guid("gone")
+    inv = inventory(
+        [ra(TPL, roles.READER, ALICE), ra(MG, roles.READER, ALICE), ra(RG, missing, ALICE), ra(RG, roles.OWNER, BOB)],
+        eligible=[b.eligibility(b.sub_id(SUB), roles.CONTRIBUTOR, ALICE, sub=SUB)],
+    )
+    engine = rbac.Rbac(inv)
+    ans = engine.rights_of(ALICE.upper())
+    assert [(g.role_name, g.scope_level, g.eligible) for g in ans] == [
+        ("Reader", "managementGroup", False),
+        ("Contributor", "subscription", True),
+        ("Reader", "resource", False),
+    ]
+    assert [u.role_definition_id.rsplit("/", 1)[-1] for u in ans.unresolved] == [missing]
+    contributor = ans.grants[1]
+    assert engine.grant_can(contributor, WRITE) == "*"
+    assert engine.grant_can(contributor, ROLE_WRITE) is None
+
+
+def test_engine_is_shared_per_inventory() -> None:
+    inv = inventory([])
+    assert rbac.engine(inv) is rbac.engine(inv)
+    assert rbac.engine(inventory([])) is not rbac.engine(inv)
+
+
+# --------------------------------------------------------------------------------------------- real shapes
+
+
+@pytest.mark.skipif(not (SHARED / "builtin-roles").is_dir(), reason="../shared/azure-reference not present")
+@pytest.mark.parametrize("name", ["Owner", "Contributor", "UserAccessAdministrator", "RoleBasedAccessControlAdministrator"])
+def test_fixture_roles_match_the_published_definitions(name: str) -> None:
+    published = json.loads((SHARED / "builtin-roles" / f"{name}.json").read_text(encoding="utf-8"))
+    ours = roles.builtin_role(SUB, published["name"])
+    assert ours["properties"]["roleName"] == published["roleName"]
+    assert ours["properties"]["permissions"][0]["actions"] == published["permissions"][0]["actions"]
+    assert ours["properties"]["permissions"][0]["notActions"] == published["permissions"][0]["notActions"]
+
+
+@pytest.mark.skipif(not (SHARED / "authorization-2022-04-01").is_dir(), reason="../shared/azure-reference not present")
+def test_real_list_for_resource_group_body_inherits_the_subscription_assignment() -> None:
+    body = json.loads((SHARED / "authorization-2022-04-01" / "RoleAssignments_ListForResourceGroup.json").read_text())
+    docs = body["responses"]["200"]["body"]["value"]
+    sub = body["parameters"]["subscriptionId"]
+    guid = docs[0]["properties"]["roleDefinitionId"].rsplit("/", 1)[-1]
+    role = roles.custom_role(sub, guid, "Template operator", ["Microsoft.VirtualMachineImages/imageTemplates/*"])
+    snap = Snapshot.from_dict(b.snapshot([sub], {"roleAssignments": docs, "roleDefinitions": [role]}))
+    engine = rbac.Rbac(build_inventory(snap))
+    grants = engine.who_can(WRITE, b.template_id(sub, "testrg", "t1")).grants
+    assert sorted(g.scope_level for g in grants) == ["resourceGroup", "subscription"]
+    assert {g.principal_type for g in grants} == {"User"}
