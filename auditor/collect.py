@@ -1,0 +1,502 @@
+"""The collector: bulk, read-only ARM reads of one or more subscriptions into a Snapshot.
+
+Reads are subscription-wide and joined in memory later, so the number of ARM calls is
+`templates (their triggers) + a small constant`, never a multiple of the templates:
+
+  phase 0  GET each subscription (fails the run early: unknown subscription, no credential, no endpoint)
+  phase 1  per subscription: image templates, locks (at and below), resource groups, role assignments
+           (unfiltered, and atScope() for management-group and root ones), deny assignments, PIM
+           eligibilities, role definitions, user-assigned identities, galleries
+  phase 2  what phase 1 points at: triggers per template, staging RGs not in the RG list, role
+           definitions that were not listed (custom roles defined at a management group), identities and
+           target galleries not listed (often in another subscription), image definitions and, outside the
+           audited subscriptions, the locks of every target gallery
+
+Documents are kept as ARM returned them: each response body is captured with the per-operation
+`raw_response_hook` and its `value` items (or the body of a single GET) are stored; SDK models are
+only used to drive paging. A read that fails is recorded in the snapshot and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    DecodeError,
+    DeserializationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineResponse
+
+from auditor import __version__, ids
+from auditor.azure import DEFAULT_ARM_ENDPOINT, ArmClients, WriteRefused, credential_error
+from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
+from auditor.snapshot import Snapshot
+
+Progress = Callable[[str], None]
+Doc = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------- raw bodies
+
+
+class _Capture:
+    """A `raw_response_hook`: keeps the body of every successful response of one operation (every page).
+
+    The hook runs per retry, so throttled or failed attempts are seen too and skipped here.
+    """
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+        self.last_status: int | None = None
+
+    def __call__(self, pipeline_response: PipelineResponse) -> None:  # type: ignore[type-arg]
+        http = pipeline_response.http_response
+        self.last_status = http.status_code
+        if http.status_code == 200:
+            self.bodies.append(http.text())
+
+
+class _BadBody(ValueError):
+    """A 200 response whose body is not the ARM document or page that was asked for."""
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _BadBody(f"response body is not valid JSON: {exc}") from None
+
+
+def _page_items(capture: _Capture) -> list[Doc]:
+    items: list[Doc] = []
+    for text in capture.bodies:
+        body = _parse(text)
+        value = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise _BadBody('list response has no "value" array of objects')
+        items.extend(value)
+    return items
+
+
+def _single_doc(capture: _Capture) -> list[Doc]:
+    if not capture.bodies:
+        raise _BadBody("no response body")
+    body = _parse(capture.bodies[-1])
+    if not isinstance(body, dict) or not body.get("id"):
+        raise _BadBody('response is not an ARM resource (no "id")')
+    return [body]
+
+
+# --------------------------------------------------------------------------------------------- one read
+
+
+@dataclass
+class _Failure:
+    status: int | None
+    code: str
+    message: str
+
+
+@dataclass
+class _Read:
+    """One ARM read: `op(*args, raw_response_hook=..., **kwargs)` is an SDK operation (a pager, or a GET
+    when `single`); `scope` is what a failure is recorded against."""
+
+    kind: str
+    scope: str
+    op: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    single: bool = False
+    label: str = ""
+
+
+@dataclass
+class _Outcome:
+    read: _Read
+    docs: list[Doc] = field(default_factory=list)
+    failure: _Failure | None = None
+
+
+def _line(text: object, limit: int = 500) -> str:
+    out = re.sub(r"\s+", " ", str(text)).strip()
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _http_failure(exc: HttpResponseError) -> _Failure:
+    err = getattr(exc, "error", None)
+    code = getattr(err, "code", None) or exc.reason or "HttpResponseError"
+    message = getattr(err, "message", None) or str(exc.message or exc).splitlines()[0]
+    return _Failure(exc.status_code, str(code), _line(message))
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """`[Errno 111] Connection refused` or the SSL reason, not urllib3's object reprs."""
+    text = str(exc)
+    for pattern in (
+        r"\[SSL[^\]]*\][^(]*",
+        r"\[Errno -?\d+\][^'\")]*",
+        r"Name or service not known|Temporary failure in name resolution",
+    ):
+        if m := re.search(pattern, text):
+            return _line(m.group(0).strip().rstrip(":"))
+    return _line(text.splitlines()[0] if text else type(exc).__name__, 200)
+
+
+def _run(read: _Read) -> _Outcome:
+    """Run one read; every failure but a credential failure becomes a recorded outcome, never an exception."""
+    capture = _Capture()
+    try:
+        result = read.op(*read.args, raw_response_hook=capture, **read.kwargs)
+        if not read.single:
+            for _ in result:  # drive the pager to the last page; the hook keeps each page's body
+                pass
+        docs = _single_doc(capture) if read.single else _page_items(capture)
+    except (UsageError, WriteRefused):
+        raise
+    except ClientAuthenticationError as exc:
+        if exc.response is None:  # the credential failed, not ARM: nothing else can be read either
+            raise credential_error(exc) from None
+        return _Outcome(read, failure=_http_failure(exc))
+    except DecodeError as exc:  # a subclass of HttpResponseError: the body did not parse
+        return _Outcome(read, failure=_Failure(exc.status_code or capture.last_status, "InvalidResponseBody", _line(exc.message)))
+    except HttpResponseError as exc:
+        failure = _http_failure(exc)
+        if failure.code == "MissingSubscriptionRegistration" and not read.single:
+            # The provider is not registered in the subscription, so nothing of its types exists there (ARM
+            # refuses to unregister a provider that still has resources): an empty list, not a failed read.
+            return _Outcome(read)
+        return _Outcome(read, failure=failure)
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        return _Outcome(read, failure=_Failure(None, type(exc).__name__, _connection_reason(exc)))
+    except (_BadBody, DeserializationError, json.JSONDecodeError) as exc:
+        return _Outcome(read, failure=_Failure(capture.last_status, "InvalidResponseBody", _line(exc)))
+    except Exception as exc:  # noqa: BLE001 - a body the SDK models choke on must not end the audit
+        return _Outcome(read, failure=_Failure(capture.last_status, type(exc).__name__, _line(exc)))
+    return _Outcome(read, docs=docs)
+
+
+# --------------------------------------------------------------------------------------------- the collector
+
+
+def _parse_subscriptions(subscriptions: list[str]) -> list[str]:
+    out: list[str] = []
+    for raw in subscriptions:
+        sub = (raw or "").strip()
+        if sub.lower().startswith("/subscriptions/"):
+            sub = sub.split("/")[2]
+        if not ids.is_guid(sub):
+            raise SubscriptionError(f"'{raw}' is not a subscription ID (expected a GUID)")
+        if sub.lower() not in out:
+            out.append(sub.lower())
+    if not out:
+        raise SubscriptionError("no subscription to audit")
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def collect(
+    subscriptions: list[str],
+    credential: TokenCredential,
+    *,
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT,
+    connection_verify: bool | str = True,
+    max_workers: int = 8,
+    progress: Progress | None = None,
+    retry_options: dict[str, Any] | None = None,
+) -> Snapshot:
+    """Read every subscription into a Snapshot (raw ARM documents plus the reads that failed).
+
+    Raises SubscriptionError, EndpointError or CredentialError (exit 2) only for what makes the whole run
+    pointless; everything else is recorded in `snapshot.errors`. `retry_options` are passed to the SDK's
+    RetryPolicy (e.g. `retry_backoff_factor`); by default its own defaults apply.
+    """
+    subs = _parse_subscriptions(subscriptions)
+    say = progress or (lambda _msg: None)
+    started = _now()
+    snap = Snapshot(subscriptions=subs)
+    with ArmClients(credential, arm_endpoint, connection_verify, retry_options) as arm:
+        for sub in subs:
+            say(f"checking subscription {sub}")
+            _check_subscription(arm, sub)
+        with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="aib-audit") as pool:
+            collector = _Collector(arm, snap, pool, say)
+            collector.subscription_wide(subs)
+            collector.follow_references()
+        snap.meta = {
+            "tool_version": __version__,
+            "collected_at": started,
+            "finished_at": _now(),
+            "arm_endpoint": arm.endpoint,
+            "arm_calls": arm.counter.calls,
+            "throttled": arm.counter.throttled,
+        }
+    say(f"collected {sum(len(v) for v in snap.resources.values())} documents in {arm.counter.calls} ARM calls")
+    return snap
+
+
+def _check_subscription(arm: ArmClients, sub: str) -> None:
+    """GET the subscription: the one read whose failure ends the run with a clear message."""
+    try:
+        arm.subscriptions().subscriptions.get(sub)
+    except ClientAuthenticationError as exc:
+        if exc.response is None:
+            raise credential_error(exc) from None
+        f = _http_failure(exc)
+        raise CredentialError(
+            f"ARM at {arm.endpoint} rejected the credential's token (HTTP {f.status} {f.code}: {f.message})"
+        ) from None
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise EndpointError(f"cannot reach ARM endpoint {arm.endpoint}: {_connection_reason(exc)}") from None
+    except DecodeError:
+        raise EndpointError(f"ARM endpoint {arm.endpoint} sent an unreadable answer for subscription {sub}") from None
+    except HttpResponseError as exc:
+        f = _http_failure(exc)
+        if f.status in (400, 403, 404) or f.code in ("SubscriptionNotFound", "InvalidSubscriptionId"):
+            raise SubscriptionError(f"subscription {sub} was not found or is not visible to this credential ({f.code})") from None
+        raise EndpointError(
+            f"ARM endpoint {arm.endpoint} failed for subscription {sub}: HTTP {f.status} {f.code}: {f.message}"
+        ) from None
+
+
+def _rg_and_name(resource_id: str) -> tuple[str, str]:
+    return ids.resource_group_of(resource_id) or "", ids.name_of(resource_id)
+
+
+def _gallery_of(gallery_image_id: str) -> str | None:
+    """`.../galleries/{g}` (original case) from an image definition or version ID."""
+    parts = gallery_image_id.strip().rstrip("/").split("/")
+    low = [p.lower() for p in parts]
+    if "galleries" in low and low.index("galleries") + 1 < len(parts):
+        i = low.index("galleries")
+        return "/" + "/".join(p for p in parts[: i + 2] if p)
+    return None
+
+
+def _props(doc: Doc) -> Doc:
+    p = doc.get("properties")
+    return p if isinstance(p, dict) else {}
+
+
+class _Collector:
+    def __init__(self, arm: ArmClients, snap: Snapshot, pool: ThreadPoolExecutor, say: Progress) -> None:
+        self.arm = arm
+        self.snap = snap
+        self.pool = pool
+        self.say = say
+        self.audited = {s.lower() for s in snap.subscriptions}
+        self.failed_lists: set[tuple[str, str]] = set()  # (kind, subscription) whose subscription-wide list failed
+        self.recorded: set[tuple[str, str, int | None, str]] = set()
+
+    # ----------------------------------------------------------------------------------------- running reads
+
+    def _run_all(self, reads: list[_Read], counted: int = 0, label: str = "") -> list[_Outcome]:
+        """Run reads concurrently (bounded by the pool); apply outcomes in submission order (deterministic).
+
+        The first `counted` reads are reported as they finish: "<label> 12/40".
+        """
+        futures: list[Future[_Outcome]] = [self.pool.submit(_run, r) for r in reads]
+        outcomes: list[_Outcome] = []
+        step = max(1, counted // 20)
+        try:
+            for done, fut in enumerate(futures, 1):
+                outcomes.append(fut.result())
+                if done <= counted and (done == counted or done % step == 0):
+                    self.say(f"{label} {done}/{counted}")
+        except BaseException:
+            for fut in futures:  # e.g. the credential failed: don't let every queued read fail the same way
+                fut.cancel()
+            raise
+        for out in outcomes:
+            self._apply(out)
+        return outcomes
+
+    def _apply(self, out: _Outcome) -> None:
+        r = out.read
+        if out.failure is None:
+            self.snap.add(r.kind, out.docs)
+            return
+        f = out.failure
+        key = (r.kind, ids.norm(r.scope), f.status, f.code)
+        if key in self.recorded:  # e.g. both role-assignment lists refused with the same 403
+            return
+        self.recorded.add(key)
+        self.snap.add_error(r.kind, r.scope, f.status, f.code, f.message)
+        if ids.scope_level(r.scope) == "subscription" and not r.single:
+            self.failed_lists.add((r.kind, ids.subscription_of(r.scope) or ""))
+
+    def _list_failed(self, kind: str, resource_id: str) -> bool:
+        return (kind, ids.subscription_of(resource_id) or "") in self.failed_lists
+
+    def _docs(self, kind: str) -> list[Doc]:
+        return self.snap.resources.get(kind, [])
+
+    def _known(self, kind: str) -> set[str]:
+        return {ids.norm(str(d.get("id", ""))) for d in self._docs(kind)}
+
+    # ----------------------------------------------------------------------------------------- phase 1
+
+    def subscription_wide(self, subs: list[str]) -> None:
+        reads = [r for sub in subs for r in self._subscription_reads(sub)]
+        for r in reads:
+            self.say(f"listing {r.label} in {ids.subscription_of(r.scope)}")
+        self._run_all(reads)
+
+    def _subscription_reads(self, sub: str) -> list[_Read]:
+        scope = f"/subscriptions/{sub}"
+        ib = self.arm.imagebuilder(sub)
+        auth = self.arm.authorization(sub)
+        res = self.arm.resources(sub)
+        locks = self.arm.locks(sub)
+        compute = self.arm.compute(sub)
+        msi = self.arm.msi(sub)
+        return [
+            _Read("imageTemplates", scope, ib.virtual_machine_image_templates.list, label="image templates"),
+            _Read("locks", scope, locks.management_locks.list_at_subscription_level, label="locks"),
+            _Read("resourceGroups", scope, res.resource_groups.list, label="resource groups"),
+            _Read("roleAssignments", scope, auth.role_assignments.list_for_subscription, label="role assignments"),
+            # atScope() at the subscription: assignments at or above it (management groups, root).
+            _Read(
+                "roleAssignments",
+                scope,
+                auth.role_assignments.list_for_scope,
+                (scope,),
+                {"filter": "atScope()"},
+                label="inherited role assignments",
+            ),
+            _Read("denyAssignments", scope, auth.deny_assignments.list, label="deny assignments"),
+            _Read(
+                "roleEligibilityScheduleInstances",
+                scope,
+                auth.role_eligibility_schedule_instances.list_for_scope,
+                (scope,),
+                label="PIM eligibilities",
+            ),
+            _Read("roleDefinitions", scope, auth.role_definitions.list, (scope,), label="role definitions"),
+            _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities"),
+            _Read("galleries", scope, compute.galleries.list, label="galleries"),
+        ]
+
+    # ----------------------------------------------------------------------------------------- phase 2
+
+    def follow_references(self) -> None:
+        templates = list(self._docs("imageTemplates"))
+        trigger_reads = [self._trigger_read(t) for t in templates if t.get("id")]
+        others = self._staging_rg_reads(templates) + self._role_definition_reads() + self._identity_reads(templates)
+        others += self._gallery_reads(templates)
+        if trigger_reads:
+            self.say(f"listing triggers of {len(trigger_reads)} image templates")
+        # One batch keeps the pool busy; triggers (submitted first) are reported as they complete.
+        self._run_all(trigger_reads + others, counted=len(trigger_reads), label="triggers")
+
+    def _trigger_read(self, template: Doc) -> _Read:
+        tid = str(template["id"])
+        rg, name = _rg_and_name(tid)
+        ib = self.arm.imagebuilder(ids.subscription_of(tid) or "")
+        return _Read("triggers", tid, ib.triggers.list_by_image_template, (rg, name))
+
+    def _staging_rg_reads(self, templates: list[Doc]) -> list[_Read]:
+        known = self._known("resourceGroups")
+        wanted: dict[str, str] = {}
+        for t in templates:
+            p = _props(t)
+            staging = str(p.get("exactStagingResourceGroup") or p.get("stagingResourceGroup") or "").strip()
+            if not staging:
+                continue
+            rg_id = "/" + staging.strip("/")
+            key = ids.norm(rg_id)
+            if ids.scope_level(rg_id) != "resourceGroup" or key in known or self._list_failed("resourceGroups", rg_id):
+                continue
+            wanted.setdefault(key, rg_id)
+        reads = []
+        for rg_id in wanted.values():
+            res = self.arm.resources(ids.subscription_of(rg_id) or "")
+            name = ids.resource_group_of(rg_id) or ""
+            reads.append(_Read("resourceGroups", rg_id, res.resource_groups.get, (name,), single=True))
+        return reads
+
+    def _role_definition_reads(self) -> list[_Read]:
+        listed = {ids.name_of(str(d.get("id", ""))).lower() for d in self._docs("roleDefinitions")}
+        wanted: dict[str, str] = {}
+        for kind in ("roleAssignments", "roleEligibilityScheduleInstances"):
+            for doc in self._docs(kind):
+                rd_id = str(_props(doc).get("roleDefinitionId") or "").strip()
+                guid = ids.name_of(rd_id).lower()
+                if not guid or guid in listed or guid in wanted:
+                    continue
+                # A failed list is already an error that covers its subscription; don't GET around it.
+                scope = str(_props(doc).get("scope") or doc.get("id") or "")
+                if self._list_failed("roleDefinitions", rd_id) or self._list_failed("roleDefinitions", scope):
+                    continue
+                wanted[guid] = rd_id
+        reads = []
+        for rd_id in wanted.values():
+            sub = ids.subscription_of(rd_id) or next(iter(self.snap.subscriptions))
+            auth = self.arm.authorization(sub)
+            reads.append(_Read("roleDefinitions", rd_id, auth.role_definitions.get_by_id, (rd_id,), single=True))
+        return reads
+
+    def _identity_reads(self, templates: list[Doc]) -> list[_Read]:
+        known = self._known("userAssignedIdentities")
+        wanted: dict[str, str] = {}
+        for t in templates:
+            identity = t.get("identity") if isinstance(t.get("identity"), dict) else {}
+            uai = identity.get("userAssignedIdentities") if isinstance(identity.get("userAssignedIdentities"), dict) else {}
+            vm = _props(t).get("vmProfile") if isinstance(_props(t).get("vmProfile"), dict) else {}
+            build_vm = vm.get("userAssignedIdentities") if isinstance(vm.get("userAssignedIdentities"), list) else []
+            for ident in [*uai.keys(), *build_vm]:
+                ident_id = "/" + str(ident).strip().strip("/")
+                key = ids.norm(ident_id)
+                if key in known or key in wanted or not ids.subscription_of(ident_id):
+                    continue
+                if self._list_failed("userAssignedIdentities", ident_id):
+                    continue
+                wanted[key] = ident_id
+        reads = []
+        for ident_id in wanted.values():
+            msi = self.arm.msi(ids.subscription_of(ident_id) or "")
+            rg, name = _rg_and_name(ident_id)
+            reads.append(_Read("userAssignedIdentities", ident_id, msi.user_assigned_identities.get, (rg, name), single=True))
+        return reads
+
+    def _target_galleries(self, templates: list[Doc]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for t in templates:
+            distribute = _props(t).get("distribute")
+            for d in distribute if isinstance(distribute, list) else []:
+                if not isinstance(d, dict) or str(d.get("type", "")).lower() != "sharedimage":
+                    continue
+                gid = _gallery_of(str(d.get("galleryImageId") or ""))
+                if gid and ids.subscription_of(gid):
+                    out.setdefault(ids.norm(gid), gid)
+        return out
+
+    def _gallery_reads(self, templates: list[Doc]) -> list[_Read]:
+        known = self._known("galleries")
+        reads = []
+        for key, gid in self._target_galleries(templates).items():
+            sub = ids.subscription_of(gid) or ""
+            compute = self.arm.compute(sub)
+            rg, name = _rg_and_name(gid)
+            if key not in known and not self._list_failed("galleries", gid):
+                reads.append(_Read("galleries", gid, compute.galleries.get, (rg, name), single=True))
+            reads.append(_Read("galleryImages", gid, compute.gallery_images.list_by_gallery, (rg, name)))
+            if sub.lower() not in self.audited:
+                # Locks of audited subscriptions are listed subscription-wide; elsewhere ask at the gallery.
+                lk = self.arm.locks(sub)
+                reads.append(_Read("locks", gid, lk.management_locks.list_by_scope, (gid,), {"filter": "atScope()"}))
+        return reads
