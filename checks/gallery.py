@@ -7,6 +7,8 @@ replica count). The helpers here are shared with the other resilience checks tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from auditor import ids
 from auditor.findings import Finding, error, failed, not_applicable, passed
 from auditor.inventory import Distribution, Inventory, Lock, Template
@@ -98,13 +100,18 @@ def _gallery_lock_finding(gallery_id: str, inv: Inventory) -> Finding:
     )
 
 
-@check("AIB-GAL-001")
-def gallery_locked(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+def _per_gallery(t: Template, inv: Inventory, judge: Callable[[str, Inventory], Finding]) -> list[Finding]:
+    """One finding per target gallery (plus one per unparseable target); N/A without gallery distributions."""
     galleries = target_galleries(t)
     bad = malformed_gallery_targets(t)
     if not galleries and not bad:
         return [not_applicable(NO_GALLERY)]
-    return bad + [_gallery_lock_finding(gid, inv) for gid in galleries.values()]
+    return bad + [judge(gid, inv) for gid in galleries.values()]
+
+
+@check("AIB-GAL-001")
+def gallery_locked(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    return _per_gallery(t, inv, _gallery_lock_finding)
 
 
 def _regions_text(d: Distribution) -> str:
@@ -229,8 +236,4 @@ def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
 
 @check("AIB-GAL-004")
 def gallery_not_community(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
-    galleries = target_galleries(t)
-    bad = malformed_gallery_targets(t)
-    if not galleries and not bad:
-        return [not_applicable(NO_GALLERY)]
-    return bad + [_sharing_finding(gid, inv) for gid in galleries.values()]
+    return _per_gallery(t, inv, _sharing_finding)
