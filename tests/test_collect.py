@@ -412,6 +412,22 @@ def test_a_role_definition_missing_from_the_list_is_fetched_and_its_absence_reco
     assert [r.status for r in emu.requests if r.path.lower() == rd_id.lower()] == [404]
 
 
+def test_a_custom_role_assignable_only_below_the_subscription_is_fetched_by_id(emulator: StartEmulator) -> None:
+    """ARM lists the role definitions applicable at the subscription and above; Image Builder's documented custom
+    roles are assignable at one resource group, so the list leaves them out and the collector must GET them."""
+    estate = full_estate()
+    rg = b.rg_id(SUB, "rg-galleries")
+    creation = roles.aib_image_creation_role(SUB, b.guid("rg-creation-role"), rg="rg-galleries")
+    estate["resources"]["roleDefinitions"].append(creation)
+    estate["resources"]["roleAssignments"].append(b.role_assignment(rg, creation["name"], b.guid("p:builder"), sub=SUB))
+    emu = emulator(estate)
+    snap = run_collect(emu)
+    assert snap.errors == []
+    assert creation in snap.resources["roleDefinitions"]
+    fetched = [r for r in emu.requests if r.path.lower() == creation["id"].lower()]
+    assert [(r.method, r.status) for r in fetched] == [("GET", 200)]
+
+
 class _ArmErrorResponse:
     """Just enough of an HTTP response for HttpResponseError to parse an ARM error body."""
 

@@ -252,6 +252,25 @@ def test_role_definitions_by_guid_whatever_the_prefix(fresh: Emulator) -> None:
     assert err.value.status_code == 404 and err.value.error.code == "RoleDefinitionDoesNotExist"
 
 
+def test_role_definition_list_is_what_is_applicable_at_scope_and_above() -> None:
+    """RoleDefinitions_List returns definitions "applicable at scope and above": a custom role assignable only at a
+    resource group is missing from the subscription's list (so the collector must fetch it by ID) unless the
+    request asks for atScopeAndBelow()."""
+    rg = b.rg_id(SUB, "rg-aib")
+    rg_only = b.role_definition(b.guid("rg-only"), "RG only", ["*/read"], sub=SUB, custom=True, assignable_scopes=[rg])
+    mg_wide = b.role_definition(b.guid("mg-wide"), "MG wide", ["*/read"], custom=True, assignable_scopes=[MG], defined_at=MG)
+    reader = b.role_definition(READER, "Reader", ["*/read"], sub=SUB)
+    estate = b.snapshot([SUB], {"roleDefinitions": [reader, rg_only, mg_wide]})
+    with Emulator(estate) as emu:
+        defs = sdk(AuthorizationManagementClient, emu, SUB).role_definitions
+        assert sorted(d.role_name for d in defs.list(b.sub_id(SUB))) == ["MG wide", "Reader"]
+        assert sorted(d.role_name for d in defs.list(rg)) == ["MG wide", "RG only", "Reader"]
+        below = defs.list(b.sub_id(SUB), filter="atScopeAndBelow()")
+        assert sorted(d.role_name for d in below) == ["MG wide", "RG only", "Reader"]
+        assert [d.role_name for d in defs.list("/")] == ["Reader"]
+        assert defs.get_by_id(rg_only["id"]).role_name == "RG only"
+
+
 def test_deny_assignments_and_eligibility_instances(fresh: Emulator) -> None:
     client = sdk(AuthorizationManagementClient, fresh, SUB)
     assert [d.deny_assignment_name for d in client.deny_assignments.list_for_scope(TPL["id"], filter="atScope()")] == ["protect"]

@@ -80,13 +80,25 @@ def matches(doc: dict[str, Any], flt: ScopeFilter) -> bool:
     return flt.deny_name is None or flt.deny_name.lower() == name.lower()
 
 
-def filter_role_definitions(docs: list[dict[str, Any]], expression: str | None) -> list[dict[str, Any]]:
-    """`roleName eq '...'` and `type eq 'CustomRole'` (case-insensitive); other filters are ignored."""
-    if not expression:
-        return docs
+def _assignable_scopes(doc: dict[str, Any]) -> list[str]:
+    scopes = (doc.get("properties") or {}).get("assignableScopes")
+    return [str(s) for s in scopes] if isinstance(scopes, list) and scopes else ["/"]
+
+
+def filter_role_definitions(docs: list[dict[str, Any]], scope: str, expression: str | None) -> list[dict[str, Any]]:
+    """ARM's RoleDefinitions_List: the definitions "applicable at scope and above" (an assignable scope at or
+    above the request scope: built-ins are assignable at `/`); `atScopeAndBelow()` adds those assignable only
+    below it. A custom role assignable only at a resource group is therefore NOT listed at its subscription.
+    Also `roleName eq '...'` and `type eq 'CustomRole'` (case-insensitive); other filters are ignored."""
+    expression = expression or ""
+    below = "atscopeandbelow()" in expression.lower().replace(" ", "")
+    out = [
+        d
+        for d in docs
+        if any(is_ancestor_or_self(a, scope) or (below and is_ancestor_or_self(scope, a)) for a in _assignable_scopes(d))
+    ]
     name = _ROLE_NAME.search(expression)
     role_type = _ROLE_TYPE.search(expression)
-    out = docs
     if name:
         out = [d for d in out if str((d.get("properties") or {}).get("roleName", "")).lower() == name.group(1).lower()]
     if role_type:

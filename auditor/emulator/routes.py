@@ -207,7 +207,7 @@ class Router:
 
     def _list_role_definitions(self, req: Request, scope: str) -> Response:
         self._check_scope(scope)
-        return self._page(req, filter_role_definitions(self.store.all("roleDefinitions"), req.param("$filter")))
+        return self._page(req, filter_role_definitions(self.store.all("roleDefinitions"), scope, req.param("$filter")))
 
     def _get_extension(self, kind: str, scope: str, name: str) -> Response:
         self._check_scope(scope)
