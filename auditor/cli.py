@@ -407,11 +407,42 @@ def emulate(
         float, typer.Option("--latency-ms", metavar="MS", min=0, help="Added latency per request, in ms.")
     ] = 0.0,
     throttle: Annotated[bool, typer.Option("--throttle", help="Enforce ARM's per-subscription read bucket (429).")] = False,
+    burst: Annotated[int, typer.Option("--burst", metavar="N", min=1, help="Throttle bucket size (ARM: 250).")] = 250,
+    refill: Annotated[float, typer.Option("--refill", metavar="N", min=0.001, help="Bucket refill per second (ARM: 25).")] = 25.0,
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", metavar="P", min=0.0, max=1.0, help="Share of requests answered 500/503.")
+    ] = 0.0,
+    forbid: Annotated[
+        list[str] | None,
+        typer.Option("--forbid", metavar="SCOPE", help="Answer 403 AuthorizationFailed under this ARM path (repeatable)."),
+    ] = None,
+    break_path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--break", metavar="TEXT", help="Answer a truncated or non-JSON body on paths containing TEXT (repeatable)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for --error-rate.")] = 0,
 ) -> None:
-    """Serve an estate the way ARM does, on 127.0.0.1 over HTTPS, until interrupted."""
+    """Serve an estate the way ARM does, on 127.0.0.1 over HTTPS, until interrupted.
+
+    Faults on demand let you see how an audit behaves when ARM throttles, fails or refuses a read.
+    """
     from auditor.emulator import Faults, serve
 
-    faults = Faults(latency_ms=latency_ms, throttle=throttle) if latency_ms or throttle else None
+    try:
+        faults = Faults(
+            latency_ms=latency_ms,
+            throttle=throttle,
+            burst=burst,
+            refill_per_s=refill,
+            error_rate=error_rate,
+            forbidden_scopes=tuple(forbid or ()),
+            broken_paths=tuple(break_path or ()),
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise UsageError(f"emulator faults: {exc}") from None
     try:
         serve(str(estate), EMULATOR_HOST, port, page_size, faults)  # a bad estate raises SnapshotError (exit 2)
     except OSError as exc:  # the port is taken, or not ours to bind

@@ -11,6 +11,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -397,11 +398,20 @@ def test_emulate_rejects_a_bad_estate_and_a_taken_port(tmp_path: Path, capsys: p
     assert_one_line_error(code, err, f"cannot serve on 127.0.0.1:{port}")
 
 
+def test_emulate_rejects_bad_fault_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    estate = tmp_path / "estate.json"
+    estate.write_text(json.dumps(estate_doc()), encoding="utf-8")
+    code, _, err = run(capsys, "emulate", "--estate", str(estate), "--error-rate", "1.5")
+    assert_one_line_error(code, err, "--error-rate")
+
+
 @pytest.mark.e2e
 def test_script_emulate_serves_the_estate_until_stopped(tmp_path: Path) -> None:
     estate = tmp_path / "estate.json"
     estate.write_text(json.dumps(estate_doc()), encoding="utf-8")
+    forbidden = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments"
     args = [str(AIB_AUDIT), "emulate", "--estate", str(estate), "--page-size", "1", "--latency-ms", "1", "--throttle"]
+    args += ["--forbid", forbidden, "--break", "/triggers"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_script_env())
     try:
         assert proc.stdout is not None
@@ -414,6 +424,11 @@ def test_script_emulate_serves_the_estate_until_stopped(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=bundle), timeout=10) as resp:
             page = json.loads(resp.read())
         assert len(page["value"]) == 1 and page["nextLink"]  # --page-size 1 reached the emulator
+        denied = urllib.request.Request(f"{endpoint}{forbidden}?api-version=2022-04-01", headers={"Authorization": "Bearer t"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(denied, context=ssl.create_default_context(cafile=bundle), timeout=10)
+        assert refused.value.code == 403  # --forbid reached the emulator
+        assert json.loads(refused.value.read())["error"]["code"] == "AuthorizationFailed"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
