@@ -127,6 +127,25 @@ class _Outcome:
     read: _Read
     docs: list[Doc] = field(default_factory=list)
     failure: _Failure | None = None
+    note: str = ""  # why an error answer was taken as an empty list (kept in the snapshot's meta)
+
+
+# ARM errors on a list that prove there is nothing to list, rather than that the list could not be read:
+# - MissingSubscriptionRegistration (409): the provider is not registered in the subscription, and ARM refuses to
+#   unregister a provider that still has resources, so nothing of its types exists there.
+# - AadPremiumLicenseRequired (400) on PIM lists: without Entra ID P2 (or ID Governance) the tenant cannot have
+#   eligible role assignments at all. Without this, every tenant without P2 would get ERROR on every LP check.
+_EMPTY_WHEN: dict[str, tuple[str, ...]] = {
+    "MissingSubscriptionRegistration": (),  # any list
+    "AadPremiumLicenseRequired": ("roleEligibilityScheduleInstances",),
+}
+
+
+def _means_empty(read: _Read, failure: _Failure) -> bool:
+    if read.single or failure.code not in _EMPTY_WHEN:
+        return False
+    kinds = _EMPTY_WHEN[failure.code]
+    return not kinds or read.kind in kinds
 
 
 def _line(text: object, limit: int = 500) -> str:
@@ -173,10 +192,8 @@ def _run(read: _Read) -> _Outcome:
         return _Outcome(read, failure=_Failure(exc.status_code or capture.last_status, "InvalidResponseBody", _line(exc.message)))
     except HttpResponseError as exc:
         failure = _http_failure(exc)
-        if failure.code == "MissingSubscriptionRegistration" and not read.single:
-            # The provider is not registered in the subscription, so nothing of its types exists there (ARM
-            # refuses to unregister a provider that still has resources): an empty list, not a failed read.
-            return _Outcome(read)
+        if _means_empty(read, failure):
+            return _Outcome(read, note=f"{read.kind} at {read.scope}: none can exist ({failure.code}: {failure.message})")
         return _Outcome(read, failure=failure)
     except (ServiceRequestError, ServiceResponseError) as exc:
         return _Outcome(read, failure=_Failure(None, type(exc).__name__, _connection_reason(exc)))
@@ -238,6 +255,7 @@ def collect(
             collector.subscription_wide(subs)
             collector.follow_references()
         snap.meta = {
+            **snap.meta,  # notes the collector left (lists answered "none can exist")
             "tool_version": __version__,
             "collected_at": started,
             "finished_at": _now(),
@@ -329,6 +347,8 @@ class _Collector:
         r = out.read
         if out.failure is None:
             self.snap.add(r.kind, out.docs)
+            if out.note:
+                self.snap.meta.setdefault("notes", []).append(out.note)
             return
         f = out.failure
         key = (r.kind, ids.norm(r.scope), f.status, f.code)

@@ -463,6 +463,46 @@ def test_an_unregistered_provider_means_none_of_its_resources(emulator: StartEmu
     assert_same_documents(snap, estate, skip=("imageTemplates", "triggers", "galleryImages"))
 
 
+def test_a_tenant_without_entra_p2_has_no_eligible_assignments_not_a_failed_read(
+    emulator: StartEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ARM answers the PIM list with 400 AadPremiumLicenseRequired when the tenant has no Entra ID P2: PIM cannot
+    exist there, so that is an empty list (noted in the snapshot), and the least-privilege checks still run."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.authorization.v2020_10_01.operations import RoleEligibilityScheduleInstancesOperations
+    from azure.mgmt.core.exceptions import ARMErrorFormat
+
+    from auditor.audit import run_audit, select_checks
+    from auditor.findings import Status
+    from auditor.inventory import build_inventory
+
+    def unlicensed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        response = _ArmErrorResponse(400, "AadPremiumLicenseRequired", "The tenant needs an AAD Premium 2 license.")
+        raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+
+    estate = full_estate()
+    estate["resources"]["roleEligibilityScheduleInstances"] = []  # the truth in a tenant without P2
+    lp_checks = select_checks([f"AIB-LP-00{i}" for i in range(1, 8)])
+    baseline = run_audit(build_inventory(run_collect(emulator(estate))), lp_checks)
+
+    monkeypatch.setattr(RoleEligibilityScheduleInstancesOperations, "list_for_scope", unlicensed)
+    snap = run_collect(emulator(estate))
+    assert snap.errors == [] and snap.resources["roleEligibilityScheduleInstances"] == []
+    assert any("AadPremiumLicenseRequired" in n for n in snap.meta["notes"])
+    result = run_audit(build_inventory(snap), lp_checks)
+    assert [(f.check_id, f.status, f.principal_id) for f in result.findings] == [
+        (f.check_id, f.status, f.principal_id) for f in baseline.findings
+    ]
+    assert not any(f.status == Status.ERROR and "roleEligibility" in f.detail for f in result.findings)
+
+
+def test_a_refused_pim_list_is_still_a_failed_read(emulator: StartEmulator) -> None:
+    """Only the licence answer means "none": a 403 on the PIM list leaves eligible admins unknown, so it is an error."""
+    pim = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances"
+    snap = run_collect(emulator(full_estate(), faults=Faults(forbidden_scopes=(pim,))))
+    assert [(e.kind, e.status) for e in snap.errors] == [("roleEligibilityScheduleInstances", 403)]
+
+
 # --------------------------------------------------------------------------------------------- run-ending errors
 
 

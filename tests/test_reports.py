@@ -213,6 +213,7 @@ def test_json_has_schema_run_metadata_scores_and_findings() -> None:
         "throttled": 2,
         "checks": LOCK_CHECKS,
         "failed_reads": [],
+        "collection_notes": [],
         "exit_code": 1,
     }
     assert doc["summary"] == {"FAIL": 2, "ERROR": 0, "PASS": 2, "N/A": 0}
@@ -253,6 +254,15 @@ def test_json_lists_failed_reads_and_error_templates() -> None:
     ]
     assert doc["summary"]["ERROR"] == 4 and doc["summary"]["PASS"] == 0
     assert all(t["error_checks"] == LOCK_CHECKS and t["scores"]["resilience"] == 0 for t in doc["templates"])
+
+
+def test_json_keeps_the_collectors_notes() -> None:
+    """An error answer taken as "none can exist" (no PIM without Entra ID P2) stays visible to the reviewer."""
+    result = audit(estate())
+    note = "roleEligibilityScheduleInstances at /subscriptions/x: none can exist (AadPremiumLicenseRequired: ...)"
+    result.inventory.meta["notes"] = [note]
+    doc = json.loads(render("json", result, run_info(result)))
+    assert doc["run"]["collection_notes"] == [note]
 
 
 # --------------------------------------------------------------------------------------------- table

@@ -19,6 +19,8 @@ Schema (version "1"), in JSON-schema-like notation:
             "kind": string, "scope": string, "status": integer | null,
             "code": string, "message": string, "permission": string
         }],
+        "collection_notes": [string],           # error answers taken as "none can exist", e.g. no PIM
+                                                # without Entra ID P2 (AadPremiumLicenseRequired)
         "exit_code": 0 | 1 | 3                  # 0 nothing failed, 1 a FAIL, 3 incomplete
       },
       "summary": {"FAIL": integer, "ERROR": integer, "PASS": integer, "N/A": integer},   # findings per status
@@ -127,6 +129,7 @@ def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
             "throttled": run.throttled,
             "checks": sorted(c.meta.id for c in result.checks),
             "failed_reads": [jsonable(e) for e in result.inventory.errors],
+            "collection_notes": [str(n) for n in result.inventory.meta.get("notes", [])],
             "exit_code": run.exit_code,
         },
         "summary": status_counts(findings),
