@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from auditor import ids
 from auditor.errors import UsageError
 from auditor.findings import Finding, Severity, Status, check_status, error, score
 from auditor.inventory import Inventory, Template
@@ -64,7 +65,7 @@ def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy) -> list[Fi
     try:
         out = chk.fn(t, inv, policy)
     except Exception as exc:  # a bug in one check must not hide the others, nor pass silently
-        out = [error(f"internal error while evaluating the check: {type(exc).__name__}: {exc}")]
+        out = [error(f"internal error in aib-audit while evaluating the check (please report it): {type(exc).__name__}: {exc}")]
     if not out:
         out = [error("the check returned no result")]
     for f in out:
@@ -89,4 +90,20 @@ def run_audit(inv: Inventory, checks: list[Check], policy: Policy | None = None)
             buckets[chk.meta.score].append((chk.meta.severity, status))
         results.append(TemplateResult(t, per_check, score(buckets["resilience"]), score(buckets["least_privilege"])))
     findings.sort(key=Finding.sort_key)
-    return AuditResult(checks=checks, templates=results, findings=findings, inventory=inv)
+    return AuditResult(checks=checks, templates=results, findings=findings, inventory=inv, extra_errors=unattributed_errors(inv))
+
+
+def unattributed_errors(inv: Inventory) -> list[Finding]:
+    """ERROR rows for failed reads that no template's checks can show, so the CSV is never silently short.
+
+    A failed template list hides the templates themselves; any failed read in a subscription where no template
+    was seen would otherwise leave the report empty while the exit code says 3.
+    """
+    seen_subs = {t.subscription_id.lower() for t in inv.templates}
+    out = []
+    for e in inv.errors:
+        sub = ids.subscription_of(e.scope)
+        if e.kind == "imageTemplates" or (sub not in seen_subs if sub else not inv.templates):
+            what = "image templates here were not audited" if e.kind == "imageTemplates" else "no template here to attach it to"
+            out.append(error(f"{e.describe()}; {what}", resource_id=e.scope, evidence={"read_error": asdict(e)}))
+    return out

@@ -146,7 +146,11 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
     if result.templates:
         console.print(_templates_table(result))
     else:
-        console.print(Text("No image templates found."))
+        unlisted = any(e.kind == "imageTemplates" for e in result.inventory.errors)
+        # An empty list that ARM refused to give is not "none": say so, so nobody reads it as a clean bill.
+        console.print(
+            Text("Image templates could not be listed: see the reads that failed." if unlisted else "No image templates found.")
+        )
     shown = [f for f in findings if f.status in (Status.FAIL, Status.ERROR)]
     if shown:
         console.print()

@@ -1,0 +1,64 @@
+"""The runner: a failed read is never silently missing from the report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from auditor.audit import run_audit, select_checks
+from auditor.findings import Status
+from auditor.inventory import build_inventory
+from auditor.reports import RunInfo, exit_code_for, render
+from auditor.snapshot import Snapshot
+from fixtures import builders as b
+
+SUB = b.guid("audit-sub")
+OTHER = b.guid("audit-other-sub")
+NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+def read_error(kind: str, scope: str) -> dict[str, object]:
+    return {
+        "kind": kind,
+        "scope": scope,
+        "status": 403,
+        "code": "AuthorizationFailed",
+        "message": "denied",
+        "permission": "x/read",
+    }
+
+
+def csv_rows(snapshot: dict[str, object]) -> tuple[int, list[dict[str, str]]]:
+    result = run_audit(build_inventory(Snapshot.from_dict(snapshot)), select_checks())
+    run = RunInfo("snapshot", [SUB, OTHER], "https://management.azure.com", NOW, NOW, exit_code_for(result))
+    return exit_code_for(result), list(csv.DictReader(io.StringIO(render("csv", result, run))))
+
+
+def test_a_failed_template_list_is_a_row_not_an_empty_report() -> None:
+    code, rows = csv_rows(b.snapshot([SUB], {}, [read_error("imageTemplates", b.sub_id(SUB))]))
+    assert code == 3
+    assert [(r["status"], r["subscription_id"], r["check_id"]) for r in rows] == [("ERROR", SUB, "")]
+    assert "could not read imageTemplates" in rows[0]["detail"] and "not audited" in rows[0]["detail"]
+    result = run_audit(
+        build_inventory(Snapshot.from_dict(b.snapshot([SUB], {}, [read_error("imageTemplates", b.sub_id(SUB))]))), select_checks()
+    )
+    table = render("table", result, RunInfo("snapshot", [SUB], "", NOW, NOW, 3))
+    assert "Image templates could not be listed" in table and "No image templates found" not in table
+
+
+def test_a_failed_read_where_no_template_was_seen_is_a_row() -> None:
+    tpl = b.template(SUB, "rg", "tpl", identity_doc=b.identity(SUB, "rg", "id"))
+    snapshot = b.snapshot([SUB, OTHER], {"imageTemplates": [tpl]}, [read_error("locks", b.sub_id(OTHER))])
+    code, rows = csv_rows(snapshot)
+    unattributed = [r for r in rows if r["status"] == "ERROR" and not r["check_id"]]
+    assert code == 3 and [r["subscription_id"] for r in unattributed] == [OTHER]
+    assert "could not read locks" in unattributed[0]["detail"]
+
+
+def test_a_failed_read_that_a_template_check_shows_is_not_repeated() -> None:
+    tpl = b.template(SUB, "rg", "tpl", identity_doc=b.identity(SUB, "rg", "id"))
+    snapshot = b.snapshot([SUB], {"imageTemplates": [tpl]}, [read_error("locks", b.sub_id(SUB))])
+    result = run_audit(build_inventory(Snapshot.from_dict(snapshot)), select_checks(["AIB-LOCK-001"]))
+    assert result.extra_errors == []
+    assert [f.status for f in result.findings] == [Status.ERROR]
