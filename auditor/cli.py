@@ -275,7 +275,9 @@ def run_audit_command(opts: AuditOptions) -> int:
     started = datetime.now(UTC)
     validate(opts)
     checks = select_checks(opts.only, opts.skip)  # unknown IDs fail before any network call
-    policy = load_policy(opts.policy) if opts.policy is not None else Policy()
+    from checks.registry import catalog
+
+    policy = load_policy(opts.policy, known_checks=catalog()) if opts.policy is not None else Policy()
     snap = acquire(opts)
     result = run_audit(build_inventory(snap), checks, policy)
     code = exit_code_for(result)

@@ -10,6 +10,7 @@ max_template_writers = 3                 # AIB-LP-001: how many principals may c
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from auditor.errors import UsageError
+from auditor.ids import is_guid
 
 
 class PolicyError(UsageError):
@@ -32,7 +34,9 @@ class Policy:
         return principal_id.lower() in self.allowed_principals.get(check_id, frozenset())
 
 
-def policy_from_dict(data: Any, source: str = "policy") -> Policy:
+def policy_from_dict(data: Any, source: str = "policy", known_checks: Iterable[str] | None = None) -> Policy:
+    """Validate a parsed policy. With `known_checks`, a check ID that is not in the catalog is an error: a typo
+    must not silently accept nobody (or, worse, look as if it accepted someone)."""
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: the policy must be a table/mapping")
     unknown = set(data) - {"max_template_writers", "allowed_principals"}
@@ -45,14 +49,20 @@ def policy_from_dict(data: Any, source: str = "policy") -> Policy:
     if not isinstance(allowed_raw, dict):
         raise PolicyError(f"{source}: allowed_principals must map check IDs to lists of principal IDs")
     allowed: dict[str, frozenset[str]] = {}
+    known = {c.upper() for c in known_checks} if known_checks is not None else None
     for check_id, principals in allowed_raw.items():
+        if known is not None and str(check_id).upper() not in known:
+            raise PolicyError(f"{source}: allowed_principals names unknown check ID {check_id!r} (see 'aib-audit checks')")
         if not isinstance(principals, list) or not all(isinstance(p, str) for p in principals):
             raise PolicyError(f"{source}: allowed_principals.{check_id} must be a list of principal IDs")
+        bad = [p for p in principals if not is_guid(p)]
+        if bad:
+            raise PolicyError(f"{source}: allowed_principals.{check_id}: {bad[0]!r} is not a principal object ID (a GUID)")
         allowed[str(check_id).upper()] = frozenset(p.lower() for p in principals)
     return Policy(max_template_writers=limit, allowed_principals=allowed)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, known_checks: Iterable[str] | None = None) -> Policy:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -64,4 +74,4 @@ def load_policy(path: str | Path) -> Policy:
         data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"policy file {p} does not parse: {str(exc).splitlines()[0]}") from None
-    return policy_from_dict(data, str(p))
+    return policy_from_dict(data, str(p), known_checks)
