@@ -378,7 +378,11 @@ def list_checks(
                 "score": m.score,
                 "title": m.title,
                 "description": m.description,
+                "rationale": m.rationale,
                 "remediation": m.remediation,
+                "remediation_cli": m.remediation_cli,
+                "remediation_bicep": m.remediation_bicep,
+                "permissions": m.permissions,
                 "docs_url": m.docs_url,
             }
             for m in metas

@@ -194,6 +194,19 @@ def test_resource_type_of(resource_id: str, expected: str) -> None:
     assert resource_type_of(resource_id) == expected
 
 
+def test_remediation_carries_the_cli_line_or_else_the_bicep() -> None:
+    """Every check's remediation in the CSV/JSON shows a concrete fix (design.md: a CLI or Bicep line)."""
+    from auditor.reports.csv_report import remediation_text
+
+    for chk in catalog().values():
+        meta, text = chk.meta, remediation_text(chk.meta)
+        assert text.startswith(meta.remediation)
+        if meta.remediation_cli:
+            assert text.endswith(meta.remediation_cli)
+        else:
+            assert meta.remediation_bicep and text.endswith(f"Bicep: {meta.remediation_bicep}"), meta.id
+
+
 # --------------------------------------------------------------------------------------------- JSON
 
 

@@ -66,9 +66,11 @@ def resource_type_of(resource_id: str) -> str:
 
 
 def remediation_text(meta: CheckMeta | None) -> str:
+    """What to do, then the example that fixes it: the `az` line, or the Bicep where there is no CLI line."""
     if meta is None:
         return ""
-    return f"{meta.remediation} {meta.remediation_cli}".strip()
+    example = meta.remediation_cli or (f"Bicep: {meta.remediation_bicep}" if meta.remediation_bicep else "")
+    return f"{meta.remediation} {example}".strip()
 
 
 def finding_row(f: Finding, meta: CheckMeta | None, audited_at: str) -> dict[str, str]:
