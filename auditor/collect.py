@@ -6,7 +6,8 @@ Reads are subscription-wide and joined in memory later, so the number of ARM cal
   phase 0  GET each subscription (fails the run early: unknown subscription, no credential, no endpoint)
   phase 1  per subscription: image templates, locks (at and below), resource groups, role assignments
            (unfiltered, and atScope() for management-group and root ones), deny assignments, PIM
-           eligibilities, role definitions, user-assigned identities, galleries
+           eligibilities, role definitions, user-assigned identities, galleries; the management-group and
+           root scopes those RBAC lists returned are kept as the subscription's ancestors
   phase 2  what phase 1 points at: triggers per template, staging RGs not in the RG list, role
            definitions that were not listed (custom roles defined at a management group), identities and
            target galleries not listed (often in another subscription), image definitions and, outside the
@@ -310,6 +311,18 @@ def _props(doc: Doc) -> Doc:
     return p if isinstance(p, dict) else {}
 
 
+# RBAC lists whose management-group and root entries say what is above a subscription.
+_ANCESTOR_KINDS = ("roleAssignments", "denyAssignments", "roleEligibilityScheduleInstances")
+
+
+def _assignment_scope(doc: Doc) -> str:
+    """Where an assignment (or deny assignment, or eligibility) sits: `properties.scope`, else its ID's prefix."""
+    scope = _props(doc).get("scope")
+    if isinstance(scope, str) and scope.strip():
+        return scope.strip()
+    return ids.owner_scope_of_extension(str(doc.get("id") or ""), "/providers/Microsoft.Authorization/")
+
+
 class _Collector:
     def __init__(self, arm: ArmClients, snap: Snapshot, pool: ThreadPoolExecutor, say: Progress) -> None:
         self.arm = arm
@@ -374,7 +387,33 @@ class _Collector:
         reads = [r for sub in subs for r in self._subscription_reads(sub)]
         for r in reads:
             self.say(f"listing {r.label} in {ids.subscription_of(r.scope)}")
-        self._run_all(reads)
+        self._record_ancestors(subs, self._run_all(reads))
+
+    def _record_ancestors(self, subs: list[str], outcomes: list[_Outcome]) -> None:
+        """Keep, per subscription, the management-group and root scopes its own RBAC lists returned.
+
+        ARM lists those only when they sit above the subscription, so they tell which management groups it is
+        under (an assignment at mg-a must not count in a subscription under mg-b). A subscription with a failed
+        RBAC list gets no entry: what it would have shown is unknown, and without an entry every management
+        group applies to it (fail closed).
+        """
+        found: dict[str, dict[str, str]] = {sub: {} for sub in subs}
+        failed: set[str] = set()
+        for out in outcomes:
+            r = out.read
+            sub = ids.subscription_of(r.scope) or ""
+            if r.kind not in _ANCESTOR_KINDS or r.single or sub not in found:
+                continue
+            if out.failure is not None:
+                failed.add(sub)
+                continue
+            for doc in out.docs:
+                scope = _assignment_scope(doc)
+                if ids.is_above_subscription(scope):
+                    found[sub].setdefault(ids.norm(scope), scope)
+        for sub, scopes in found.items():
+            if sub not in failed:
+                self.snap.subscription_ancestors[sub] = list(scopes.values())
 
     def _subscription_reads(self, sub: str) -> list[_Read]:
         scope = f"/subscriptions/{sub}"

@@ -8,6 +8,10 @@ the original spelling is kept for display.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable, Mapping
+
+# Per audited subscription (lower-case GUID): the normalized management-group and root scopes ARM reported above it.
+Ancestors = Mapping[str, Collection[str]]
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MG_PREFIX = "/providers/microsoft.management/managementgroups/"
@@ -54,12 +58,19 @@ def name_of(resource_id: str | None) -> str:
     return (resource_id or "").rstrip("/").rsplit("/", 1)[-1]
 
 
+def parent_at(resource_id: str | None, segment: str) -> str | None:
+    """The ID up to its last `/{segment}/` (matched case-insensitively), in its original spelling; None without one.
+
+    `.../images/img/versions/1.0.0` at `versions` -> `.../images/img`; `.../vnets/v/subnets/s` at `subnets` -> `.../vnets/v`.
+    """
+    rid = (resource_id or "").strip().rstrip("/")
+    cut = rid.lower().rfind(f"/{segment.strip('/').lower()}/")
+    return rid[:cut] if cut > 0 else None
+
+
 def is_management_group(scope: str | None) -> bool:
-    return norm(scope).startswith(MG_PREFIX)
-
-
-def is_root(scope: str | None) -> bool:
-    return norm(scope) == ROOT
+    """The scope is a management group itself (not a resource, such as a role definition, under one)."""
+    return scope_level(scope) == "managementGroup"
 
 
 def scope_level(scope: str | None) -> str:
@@ -68,7 +79,9 @@ def scope_level(scope: str | None) -> str:
     if s == ROOT:
         return "root"
     if s.startswith(MG_PREFIX):
-        return "managementGroup"
+        # `/providers/microsoft.management/managementgroups/{mg}` itself; anything under it (a custom role
+        # definition defined at the group, ...) is a resource.
+        return "managementGroup" if s.count("/") == MG_PREFIX.count("/") else "resource"
     parts = s.split("/")
     if parts[1:2] == ["subscriptions"]:
         if len(parts) == 3:
@@ -86,21 +99,33 @@ def is_above_subscription(scope: str | None) -> bool:
     return scope_level(scope) in ("root", "managementGroup")
 
 
-def is_ancestor_or_self(ancestor: str | None, scope: str | None) -> bool:
+def is_ancestor_or_self(ancestor: str | None, scope: str | None, ancestors: Ancestors | None = None) -> bool:
     """Does an assignment/lock at `ancestor` apply at `scope`?
 
-    Management groups and `/` count as ancestors of every subscription scope: ARM only returns them
-    from an `atScope()` listing at a subscription when they are above it, so the estate we see is
-    already filtered to the subscription's own hierarchy.
+    ARM IDs say nothing about which management groups a subscription sits under. `ancestors` (see
+    `norm_ancestors`) says it per subscription: what ARM listed above it. A management group or `/` is an
+    ancestor of a scope in subscription S only when S's entry lists it. When S has no entry (snapshots
+    written before the field existed, hand-made fixtures, a subscription whose RBAC lists failed), every
+    management group and `/` counts as an ancestor of S, as ARM only returns those from a subscription's
+    listings when they are above it.
     """
     a, s = norm(ancestor), norm(scope)
     if not a or not s:
         return False
-    if a == ROOT:
+    if s == a or (a != ROOT and s.startswith(a + "/")):
         return True
-    if a.startswith(MG_PREFIX):
-        return s == a or s.startswith(a + "/") or s.startswith("/subscriptions/")
-    return s == a or s.startswith(a + "/")
+    if scope_level(a) not in ("root", "managementGroup"):
+        return False
+    sub = subscription_of(s)
+    if sub is None:
+        return a == ROOT  # a management group, or anything under one, sits under root only
+    known = ancestors.get(sub) if ancestors is not None else None
+    return True if known is None else a in known
+
+
+def norm_ancestors(raw: Mapping[str, Iterable[str]] | None) -> dict[str, frozenset[str]]:
+    """Subscription ancestors keyed by lower-case subscription ID, with normalized scopes (see is_ancestor_or_self)."""
+    return {str(sub).lower(): frozenset(norm(a) for a in scopes) for sub, scopes in (raw or {}).items()}
 
 
 def owner_scope_of_extension(resource_id: str | None, provider_segment: str) -> str:

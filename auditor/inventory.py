@@ -101,6 +101,8 @@ class Template:
     provisioning_error: str | None
     last_run_state: str | None  # lastRunStatus.runState: Running | Canceling | Succeeded | PartiallySucceeded | Failed | Canceled
     last_run_message: str | None
+    last_run_sub_state: str | None  # lastRunStatus.runSubState: Queued | Building | Customizing | Validating | Distributing
+    last_run_end: str | None  # lastRunStatus.endTime (ISO-8601, as ARM wrote it)
     identity_type: str | None
     identity_ids: list[str]  # template identity resource IDs (AIB allows one)
     identity_principals: dict[str, str]  # norm(identity id) -> principalId, as the template GET returns it
@@ -224,6 +226,8 @@ def parse_template(doc: dict[str, Any]) -> Template:
         provisioning_error=perr.get("message") or perr.get("provisioningErrorCode"),
         last_run_state=last_run.get("runState"),
         last_run_message=last_run.get("message"),
+        last_run_sub_state=last_run.get("runSubState"),
+        last_run_end=last_run.get("endTime"),
         identity_type=identity.get("type"),
         identity_ids=list(uai.keys()),
         identity_principals={ids.norm(k): str(_dict(v).get("principalId") or "") for k, v in uai.items()},
@@ -346,7 +350,7 @@ class RoleAssignment:
     role_definition_id: str
     role_guid: str
     principal_id: str
-    principal_type: str  # User | Group | ServicePrincipal | ForeignGroup | Device | Unknown
+    principal_type: str  # User | Group | ServicePrincipal | ForeignGroup | Device | Unknown (deleted) | "" (not reported)
     condition: str | None
     eligible: bool = False  # a PIM eligibility (roleEligibilityScheduleInstances), not an active assignment
 
@@ -366,7 +370,8 @@ def parse_role_assignment(doc: dict[str, Any], eligible: bool = False) -> RoleAs
         role_definition_id=rdid,
         role_guid=ids.name_of(rdid).lower(),
         principal_id=str(p.get("principalId") or "").lower(),
-        principal_type=str(p.get("principalType") or "Unknown"),
+        # Only ARM's explicit "Unknown" marks a deleted principal; a body without the field says nothing about it.
+        principal_type=str(p.get("principalType") or ""),
         condition=p.get("condition") or None,
         eligible=eligible,
     )
@@ -478,15 +483,26 @@ class Inventory:
     gallery_images: dict[str, GalleryImage]  # norm(id) -> image definition
     errors: list[ReadError]
     meta: dict[str, Any] = field(default_factory=dict)
+    # lower-case subscription ID -> normalized management-group / root scopes above it (snapshot.py, ids.py)
+    subscription_ancestors: dict[str, frozenset[str]] = field(default_factory=dict)
 
     # -- joins ------------------------------------------------------------------------------------
 
     def triggers_of(self, template: Template) -> list[Trigger]:
         return self.triggers.get(template.key, [])
 
+    def applies_at(self, ancestor: str, scope: str) -> bool:
+        """Does something at `ancestor` apply at `scope`? Management groups only above their own subscriptions."""
+        return ids.is_ancestor_or_self(ancestor, scope, self.subscription_ancestors)
+
+    def unaudited_subscription(self, resource_id: str) -> str | None:
+        """The resource's subscription when the audit did not cover it (so nothing was read there), else None."""
+        sub = ids.subscription_of(resource_id)
+        return sub if sub and sub not in self.subscriptions else None
+
     def locks_applying_to(self, resource_id: str) -> list[Lock]:
         """Locks on the resource or inherited from its RG / subscription."""
-        return [lk for lk in self.locks if ids.is_ancestor_or_self(lk.scope, resource_id)]
+        return [lk for lk in self.locks if self.applies_at(lk.scope, resource_id)]
 
     def identity(self, identity_id: str) -> Identity | None:
         return self.identities.get(ids.norm(identity_id))
@@ -525,7 +541,7 @@ class Inventory:
             if e.kind != kind:
                 continue
             es = ids.norm(e.scope)
-            if ids.is_ancestor_or_self(es, s) or ids.is_ancestor_or_self(s, es):
+            if self.applies_at(es, s) or self.applies_at(s, es):
                 out.append(e)
         return out
 
@@ -536,10 +552,8 @@ def build_inventory(snapshot: Snapshot) -> Inventory:
     triggers: dict[str, list[Trigger]] = defaultdict(list)
     for doc in r.get("triggers", []):
         trig = parse_trigger(doc)
-        parent = ids.norm(trig.id)
-        cut = parent.rfind("/triggers/")
-        if cut > 0:
-            triggers[parent[:cut]].append(trig)
+        if parent := ids.parent_at(trig.id, "triggers"):
+            triggers[ids.norm(parent)].append(trig)
     role_defs: dict[str, RoleDefinition] = {}
     for doc in r.get("roleDefinitions", []):
         rd = parse_role_definition(doc)
@@ -560,4 +574,5 @@ def build_inventory(snapshot: Snapshot) -> Inventory:
         gallery_images={ids.norm(g.id): g for g in map(parse_gallery_image, r.get("galleryImages", []))},
         errors=list(snapshot.errors),
         meta=dict(snapshot.meta),
+        subscription_ancestors=ids.norm_ancestors(snapshot.subscription_ancestors),
     )

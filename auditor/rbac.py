@@ -5,6 +5,9 @@ Semantics (design.md "Least-privilege semantics"):
 - A principal's rights at a scope are the union, over its assignments at that scope and every ancestor
   (resource -> resource group -> subscription -> management groups -> `/`), of each role's actions minus
   THAT permission block's notActions. notActions are not denies: another role (or block) grants back.
+- A management group (or `/`) is an ancestor of a subscription only when the snapshot's
+  `subscriptionAncestors` lists it for that subscription; a subscription without an entry (older snapshots,
+  hand-made estates) has every management group and `/` above it (Inventory.applies_at, ids.is_ancestor_or_self).
 - Patterns match case-insensitively with `*` anywhere (`*`, `*/read`, `Microsoft.Authorization/*/Write`).
   An interior `/*/` also matches a single `/`: Managed Identity Operator's
   `userAssignedIdentities/*/assign/action` is what grants `userAssignedIdentities/assign/action`.
@@ -173,27 +176,29 @@ def _block_lists(perm: Permission, data: bool) -> tuple[tuple[str, ...], tuple[s
     return (perm.data_actions, perm.not_data_actions) if data else (perm.actions, perm.not_actions)
 
 
-def _block_grants(perm: Permission, question: str, data: bool) -> str | None:
-    """The block's action pattern that grants `question` (a concrete action or a pattern), or None."""
+def _block_grants(perm: Permission, question: str, data: bool) -> list[str]:
+    """The block's action patterns that grant `question` (a concrete action or a pattern), notActions applied.
+
+    Every granting pattern is kept for a pattern question: a deny assignment may remove one of them and not
+    another (judged per pattern in `_deny_removes`). A concrete question needs one: a deny is judged on the
+    action itself, whichever pattern granted it.
+    """
     allow, deny = _block_lists(perm, data)
     if _is_concrete(question):
         if any(matches(n, question) for n in deny):
-            return None
-        return next((a for a in allow if matches(a, question)), None)
-    for a in allow:
-        if intersects(a, question) and not any(covers(n, a) or covers(n, question) for n in deny):
-            return a
-    return None
+            return []
+        return [a for a in allow if matches(a, question)][:1]
+    return [a for a in allow if intersects(a, question) and not any(covers(n, a) or covers(n, question) for n in deny)]
 
 
-def _block_grants_non_read(perm: Permission, data: bool) -> str | None:
+def _block_grants_non_read(perm: Permission, data: bool) -> list[str]:
+    """Every pattern of the block that grants some non-read action (notActions and ignored actions applied)."""
     allow, deny = _block_lists(perm, data)
-    for a in allow:
-        if _is_read_only(a) or any(covers(ig, a) for ig in NON_READ_IGNORED):
-            continue
-        if not any(covers(n, a) for n in deny):
-            return a
-    return None
+    return [
+        a
+        for a in allow
+        if not _is_read_only(a) and not any(covers(ig, a) for ig in NON_READ_IGNORED) and not any(covers(n, a) for n in deny)
+    ]
 
 
 def _deny_removes(perm: Permission, question: str | None, granted_by: str, data: bool) -> bool:
@@ -230,7 +235,10 @@ class Grant:
 
     @cached_property
     def rank(self) -> tuple[int, int, int, str, str]:
-        """Significance sort key (see `significance`); cached, grants are shared across templates."""
+        """Sort key, most significant first: broadest scope, active before eligible, unconditional first.
+
+        Cached: grants are shared across templates and sorted a lot.
+        """
         return (-self.breadth, int(self.eligible), int(self.conditional), self.role_name.lower(), self.assignment_id.lower())
 
     @property
@@ -283,10 +291,6 @@ class Answer:
     def __len__(self) -> int:
         return len(self.grants)
 
-    @property
-    def complete(self) -> bool:
-        return not self.unresolved and not self.errors
-
     def merge(self, other: Answer) -> Answer:
         def uniq(xs: Iterable[Any], key: Any) -> list[Any]:
             seen: set[Any] = set()
@@ -312,9 +316,8 @@ class Answer:
 
 
 @lru_cache(maxsize=65536)
-def describe_scope(scope: str, target: str | None = None) -> str:
-    """Where an assignment sits, in words, relative to the resource asked about."""
-    key = ids.norm(scope)
+def describe_scope(scope: str) -> str:
+    """Where an assignment sits, in words (who_can says "this resource" for the resource asked about)."""
     level = ids.scope_level(scope)
     if level == "root":
         return "root"
@@ -324,13 +327,20 @@ def describe_scope(scope: str, target: str | None = None) -> str:
         return f"subscription {ids.subscription_of(scope) or ids.name_of(scope)}"
     if level == "resourceGroup":
         return f"resource group {ids.resource_group_of(scope) or ids.name_of(scope)}"
-    if target is not None and key == ids.norm(target):
-        return "this resource"
     return f"resource {ids.name_of(scope)}"
 
 
-def significance(g: Grant) -> tuple[int, int, int, str, str]:
-    """Sort key, most significant first: broadest scope, active before eligible, unconditional first."""
+def by_rank(grants: Iterable[Grant]) -> list[Grant]:
+    """Grants, most significant first (see Grant.rank)."""
+    return sorted(grants, key=_rank)
+
+
+def top(grants: Iterable[Grant]) -> Grant:
+    """The most significant grant (see Grant.rank); `grants` must not be empty."""
+    return min(grants, key=_rank)
+
+
+def _rank(g: Grant) -> tuple[int, int, int, str, str]:
     return g.rank
 
 
@@ -369,27 +379,26 @@ class Rbac:
         return self._role_ids[role_definition_id]
 
     def role_matches(self, role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ...]:
-        """(question action, granting pattern) for each question the role grants, ignoring denies; cached."""
+        """(question action, granting pattern) for each question the role grants, ignoring denies; cached.
+
+        A pattern question or NON_READ yields one pair per granting pattern, so that a deny assignment that
+        removes one pattern leaves the others standing (who_can keeps the first pair no deny removes).
+        """
         key = (role.guid, query)
         hit = self._role_cache.get(key)
         if hit is None:
             out: list[tuple[str, str]] = []
             if query.non_read:
-                by = next((g for p in role.permissions if (g := _block_grants_non_read(p, query.data))), None)
-                if by:
-                    out.append((str(NON_READ), by))
+                patterns = [a for p in role.permissions for a in _block_grants_non_read(p, query.data)]
+                out += ((str(NON_READ), a) for a in dict.fromkeys(patterns))
             else:
                 for q in query.actions:
-                    by = next((g for p in role.permissions if (g := _block_grants(p, q, query.data))), None)
-                    if by:
-                        out.append((q, by))
+                    patterns = [a for p in role.permissions for a in _block_grants(p, q, query.data)]
+                    if _is_concrete(q):
+                        patterns = patterns[:1]  # the first block that grants it; denies are judged on q itself
+                    out += ((q, a) for a in dict.fromkeys(patterns))
             hit = self._role_cache[key] = tuple(out)
         return hit
-
-    def role_grants(self, role: RoleDefinition, actions: Actions, *, data: bool = False) -> str | None:
-        """The role's pattern that grants any of `actions` (notActions applied), or None."""
-        found = self.role_matches(role, make_query(actions, data))
-        return found[0][1] if found else None
 
     @staticmethod
     def has_star(role: RoleDefinition) -> bool:
@@ -405,7 +414,8 @@ class Rbac:
             parts = key.split("/")
             prefixes = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
             found = [p for p in prefixes if p in self._by_scope]
-            found += [s for s in self._above_sub if s not in found and ids.is_ancestor_or_self(s, key)]
+            # Management groups and root: only those above this subscription (Inventory.applies_at).
+            found += [s for s in self._above_sub if s not in found and self.inv.applies_at(s, key)]
             hit = self._chain_cache[key] = tuple(found)
         return hit
 
@@ -444,7 +454,7 @@ class Rbac:
         if hit is None:
             parts = eval_key.split("/")
             keys = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
-            keys += [s for s in self._deny_above_sub if s not in keys and ids.is_ancestor_or_self(s, eval_key)]
+            keys += [s for s in self._deny_above_sub if s not in keys and self.inv.applies_at(s, eval_key)]
             hit = self._deny_cache[eval_key] = tuple((k, d) for k in keys for d in self._deny_by_scope.get(k, ()))
         return hit
 
@@ -513,7 +523,7 @@ class Rbac:
                 ans.unresolved.append(_unresolved(ra))
                 continue
             ans.grants.append(_grant(ra, role, describe_scope(ra.scope)))
-        ans.grants.sort(key=significance)
+        ans.grants.sort(key=_rank)
         return ans
 
     def grant_can(self, g: Grant, actions: Actions, *, data: bool = False) -> str | None:
@@ -593,24 +603,24 @@ def problem_findings(ans: Answer) -> list[Finding]:
 
 def principal_fields(grants: Sequence[Grant], allowed: bool, **extra: Any) -> dict[str, Any]:
     """Finding keyword arguments for one principal's row: the most significant grant, every grant in evidence."""
-    ordered = sorted(grants, key=significance)
-    top = ordered[0]
+    ordered = by_rank(grants)
+    first = ordered[0]
     evidence: dict[str, Any] = {
-        "inherited_from": top.inherited_from,
-        "eligible": top.eligible,
-        "conditional": top.conditional,
-        "assignment_id": top.assignment_id,
-        "matched_action": top.matched_action,
-        "granted_by": top.granted_by,
+        "inherited_from": first.inherited_from,
+        "eligible": first.eligible,
+        "conditional": first.conditional,
+        "assignment_id": first.assignment_id,
+        "matched_action": first.matched_action,
+        "granted_by": first.granted_by,
         "allowed": allowed,
         "grants": [g.evidence() for g in ordered],
     }
     evidence.update(extra)
     return {
-        "principal_id": top.principal_id,
-        "principal_type": top.principal_type,
-        "role_name": top.role_name,
-        "role_scope": top.assignment_scope,
+        "principal_id": first.principal_id,
+        "principal_type": first.principal_type,
+        "role_name": first.role_name,
+        "role_scope": first.assignment_scope,
         "evidence": evidence,
     }
 
@@ -632,7 +642,7 @@ def principal_label(g: Grant) -> str:
 
 def via(grants: Sequence[Grant]) -> str:
     """`Owner at subscription S; Contributor at resource group X` for a principal's grants."""
-    ordered = sorted(grants, key=significance)
+    ordered = by_rank(grants)
     parts = []
     seen: set[tuple[str, str]] = set()
     for g in ordered:

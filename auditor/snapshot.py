@@ -18,11 +18,22 @@ The snapshot is the seam between I/O and analysis. The collector writes one, `--
         {"kind": "<one of the resources keys>", "scope": "<ARM id the read was for>",
          "status": 403, "code": "AuthorizationFailed", "message": "...",
          "permission": "Microsoft.Authorization/roleAssignments/read"}
-      ]
+      ],
+      "subscriptionAncestors": {                 # optional: management groups and root above each subscription
+        "<guid>": ["/providers/Microsoft.Management/managementGroups/mg", "/"]
+      }
     }
 
 An error's `scope` says how far it reaches: a failed subscription-wide list (scope `/subscriptions/{s}`)
 taints every template in that subscription; a failed trigger list (scope = the template ID) taints one.
+
+`subscriptionAncestors` (optional, added within version 1) lists, per audited subscription, the scopes of the
+management-group and root level role assignments, deny assignments and PIM eligibilities that THAT
+subscription's own lists returned: ARM returns those only when they sit above the subscription, so they say
+which management groups the subscription is under. A management-group or root assignment applies to a
+subscription only when its entry lists the scope; a subscription without an entry (older snapshots, hand-made
+estates, a subscription whose RBAC lists failed) falls back to "every management group and `/` is above it".
+The collector writes an entry (possibly empty) for each audited subscription whose RBAC lists all succeeded.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor import ids
 from auditor.errors import UsageError
 
 FORMAT = "aib-audit-snapshot"
@@ -67,8 +79,31 @@ PERMISSIONS: dict[str, str] = {
 }
 
 
+ANCESTORS_KEY = "subscriptionAncestors"
+
+
 class SnapshotError(UsageError):
     """The snapshot file is missing, unreadable or not a valid snapshot (exit 2)."""
+
+
+def _parse_ancestors(value: Any, source: str) -> dict[str, list[str]]:
+    """`subscriptionAncestors`: an object of subscription ID -> list of scope strings (absent or null: empty)."""
+    if value is None:
+        return {}
+    shape = f'{source}: "{ANCESTORS_KEY}" must map subscription IDs to lists of management-group or root scopes'
+    if not isinstance(value, dict):
+        raise SnapshotError(shape)
+    out: dict[str, list[str]] = {}
+    for sub, scopes in value.items():
+        if not ids.is_guid(sub):
+            raise SnapshotError(f"{shape} ({sub!r} is not a subscription ID)")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and s.strip() for s in scopes):
+            raise SnapshotError(f"{shape} (entry {sub!r})")
+        bad = [s for s in scopes if ids.scope_level(s) not in ("root", "managementGroup")]
+        if bad:
+            raise SnapshotError(f"{shape} (entry {sub!r} lists {bad[0]!r})")
+        out[str(sub)] = list(scopes)
+    return out
 
 
 @dataclass
@@ -92,6 +127,8 @@ class Snapshot:
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
     errors: list[ReadError] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # subscription -> management-group / root scopes ARM reported above it (see the module docstring)
+    subscription_ancestors: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, kind: str, docs: list[dict[str, Any]]) -> None:
         """Add raw documents, keeping the first copy of each ID (lists overlap, e.g. atScope + unfiltered)."""
@@ -112,7 +149,7 @@ class Snapshot:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "meta": self.meta,
@@ -120,6 +157,9 @@ class Snapshot:
             "resources": {k: self.resources.get(k, []) for k in KINDS},
             "errors": [asdict(e) for e in self.errors],
         }
+        if self.subscription_ancestors:  # optional: snapshots without it stay byte-for-byte what they were
+            out[ANCESTORS_KEY] = {sub: list(scopes) for sub, scopes in self.subscription_ancestors.items()}
+        return out
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n", encoding="utf-8")
@@ -161,7 +201,8 @@ class Snapshot:
             except (KeyError, TypeError) as exc:
                 raise SnapshotError(f'{source}: malformed entry in "errors": {exc}') from None
         meta = data.get("meta") or {}
-        return cls(subscriptions=list(subs), resources=out, errors=errors, meta=dict(meta))
+        ancestors = _parse_ancestors(data.get(ANCESTORS_KEY), source)
+        return cls(subscriptions=list(subs), resources=out, errors=errors, meta=dict(meta), subscription_ancestors=ancestors)
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:

@@ -12,7 +12,6 @@ from auditor import ids
 from auditor.findings import Finding, error, failed, not_applicable, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
-from checks.gallery import unaudited_subscription
 from checks.registry import check
 
 
@@ -23,7 +22,7 @@ def _unknown_reason(inv: Inventory, definition: str, gallery_id: str | None) -> 
     scope = gallery_id or definition
     if errs := inv.read_errors("galleryImages", scope):
         return errs[0].describe()
-    if sub := unaudited_subscription(inv, definition):
+    if sub := inv.unaudited_subscription(definition):
         return f"image definitions in subscription {sub} were not read (it is not in the audit)"
     return None
 

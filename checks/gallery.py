@@ -42,14 +42,6 @@ def malformed_gallery_targets(t: Template) -> list[Finding]:
     ]
 
 
-def unaudited_subscription(inv: Inventory, resource_id: str) -> str | None:
-    """The resource's subscription when the audit did not cover it (so nothing was read there), else None."""
-    sub = ids.subscription_of(resource_id)
-    if sub and sub not in inv.subscriptions:
-        return sub
-    return None
-
-
 def _lock_where(lock: Lock, gallery_id: str) -> str:
     if ids.norm(lock.scope) == ids.norm(gallery_id):
         return "on the gallery"
@@ -86,7 +78,7 @@ def _gallery_lock_finding(gallery_id: str, inv: Inventory) -> Finding:
             resource_id=gallery_id,
             evidence=evidence,
         )
-    if sub := unaudited_subscription(inv, gallery_id):
+    if sub := inv.unaudited_subscription(gallery_id):
         return error(
             f"cannot tell whether gallery {ids.name_of(gallery_id)} is locked: its subscription {sub} is not in the audit"
             " (add it with --subscription)",
@@ -118,89 +110,77 @@ def _regions_text(d: Distribution) -> str:
     return "the deprecated replicationRegions" if d.legacy_replication_regions else "targetRegions"
 
 
-@check("AIB-GAL-002")
-def gallery_zrs(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+def _per_distribution(t: Template, judge: Callable[[Distribution], Finding]) -> list[Finding]:
+    """One finding per gallery distribution; N/A without any."""
     dists = t.gallery_distributions
     if not dists:
         return [not_applicable(NO_GALLERY)]
-    out: list[Finding] = []
-    for d in dists:
-        types = {r.name: r.storage_account_type for r in d.target_regions}
-        evidence = {"run_output_name": d.run_output_name, "gallery_image_id": d.gallery_image_id, "storage_account_types": types}
-        evidence["legacy_replication_regions"] = d.legacy_replication_regions
-        if not d.target_regions:
-            out.append(
-                failed(
-                    f"gallery distribution '{d.run_output_name}' lists no target regions, so its versions use the default"
-                    " Standard_LRS storage",
-                    evidence=evidence,
-                )
-            )
-            continue
-        lrs = [
-            f"{r.name} ({r.storage_account_type})" for r in d.target_regions if r.storage_account_type.lower() not in ZRS_TYPES
-        ]
-        if lrs:
-            out.append(
-                failed(
-                    f"gallery distribution '{d.run_output_name}' stores replicas on locally redundant storage in"
-                    f" {', '.join(lrs)} ({_regions_text(d)}): use Standard_ZRS",
-                    evidence=evidence,
-                )
-            )
-        else:
-            out.append(
-                passed(
-                    f"gallery distribution '{d.run_output_name}' stores replicas on ZRS in every target region"
-                    f" ({', '.join(types)})",
-                    evidence=evidence,
-                )
-            )
-    return out
+    return [judge(d) for d in dists]
+
+
+def _distribution_evidence(d: Distribution, key: str, per_region: dict[str, object]) -> dict[str, object]:
+    return {
+        "run_output_name": d.run_output_name,
+        "gallery_image_id": d.gallery_image_id,
+        key: per_region,
+        "legacy_replication_regions": d.legacy_replication_regions,
+    }
+
+
+def _zrs_finding(d: Distribution) -> Finding:
+    types: dict[str, object] = {r.name: r.storage_account_type for r in d.target_regions}
+    evidence = _distribution_evidence(d, "storage_account_types", types)
+    if not d.target_regions:
+        return failed(
+            f"gallery distribution '{d.run_output_name}' lists no target regions, so its versions use the default"
+            " Standard_LRS storage",
+            evidence=evidence,
+        )
+    lrs = [f"{r.name} ({r.storage_account_type})" for r in d.target_regions if r.storage_account_type.lower() not in ZRS_TYPES]
+    if lrs:
+        return failed(
+            f"gallery distribution '{d.run_output_name}' stores replicas on locally redundant storage in"
+            f" {', '.join(lrs)} ({_regions_text(d)}): use Standard_ZRS",
+            evidence=evidence,
+        )
+    return passed(
+        f"gallery distribution '{d.run_output_name}' stores replicas on ZRS in every target region ({', '.join(types)})",
+        evidence=evidence,
+    )
+
+
+@check("AIB-GAL-002")
+def gallery_zrs(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    return _per_distribution(t, _zrs_finding)
+
+
+def _replicas_finding(d: Distribution) -> Finding:
+    counts: dict[str, object] = {r.name: r.replica_count for r in d.target_regions}
+    evidence = _distribution_evidence(d, "replica_counts", counts)
+    if not d.target_regions:
+        return failed(
+            f"gallery distribution '{d.run_output_name}' lists no target regions, so its versions keep the default"
+            f" single replica (keep {MIN_REPLICAS}+)",
+            evidence=evidence,
+        )
+    few = [f"{r.name} ({r.replica_count})" for r in d.target_regions if r.replica_count < MIN_REPLICAS]
+    if few:
+        legacy = d.legacy_replication_regions
+        how = ": the deprecated replicationRegions cannot set replicaCount, move to targetRegions" if legacy else ""
+        return failed(
+            f"gallery distribution '{d.run_output_name}' keeps fewer than {MIN_REPLICAS} replicas in {', '.join(few)}{how}",
+            evidence=evidence,
+        )
+    return passed(
+        f"gallery distribution '{d.run_output_name}' keeps {MIN_REPLICAS}+ replicas in every target region"
+        f" ({', '.join(f'{n}: {c}' for n, c in counts.items())})",
+        evidence=evidence,
+    )
 
 
 @check("AIB-GAL-003")
 def gallery_replicas(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
-    dists = t.gallery_distributions
-    if not dists:
-        return [not_applicable(NO_GALLERY)]
-    out: list[Finding] = []
-    for d in dists:
-        counts = {r.name: r.replica_count for r in d.target_regions}
-        evidence = {"run_output_name": d.run_output_name, "gallery_image_id": d.gallery_image_id, "replica_counts": counts}
-        evidence["legacy_replication_regions"] = d.legacy_replication_regions
-        if not d.target_regions:
-            out.append(
-                failed(
-                    f"gallery distribution '{d.run_output_name}' lists no target regions, so its versions keep the default"
-                    f" single replica (keep {MIN_REPLICAS}+)",
-                    evidence=evidence,
-                )
-            )
-            continue
-        few = [f"{r.name} ({r.replica_count})" for r in d.target_regions if r.replica_count < MIN_REPLICAS]
-        if few:
-            how = (
-                ": the deprecated replicationRegions cannot set replicaCount, move to targetRegions"
-                if d.legacy_replication_regions
-                else ""
-            )
-            out.append(
-                failed(
-                    f"gallery distribution '{d.run_output_name}' keeps fewer than {MIN_REPLICAS} replicas in"
-                    f" {', '.join(few)}{how}",
-                    evidence=evidence,
-                )
-            )
-        else:
-            out.append(
-                passed(
-                    f"gallery distribution '{d.run_output_name}' keeps {MIN_REPLICAS}+ replicas in every target region"
-                    f" ({', '.join(f'{n}: {c}' for n, c in counts.items())})",
-                    evidence=evidence,
-                )
-            )
-    return out
+    return _per_distribution(t, _replicas_finding)
 
 
 def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
@@ -209,7 +189,7 @@ def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
     if gallery is None:
         if errs := inv.read_errors("galleries", gallery_id):
             return error(f"cannot tell how gallery {name} is shared: {errs[0].describe()}", resource_id=gallery_id)
-        if sub := unaudited_subscription(inv, gallery_id):
+        if sub := inv.unaudited_subscription(gallery_id):
             return error(
                 f"cannot tell how gallery {name} is shared: its subscription {sub} is not in the audit"
                 " (add it with --subscription)",

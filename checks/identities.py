@@ -12,18 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 from auditor import ids, rbac
-from auditor.findings import Finding, Status, error, failed, not_applicable, passed
+from auditor.findings import Finding, Status, failed, not_applicable, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
+from checks.common import BUILD_VM_IDENTITY, TEMPLATE_IDENTITY, identity_principal, unaudited_identity, with_problems
 from checks.registry import check
 from checks.staging_rg import template_identity_principals
 
 ROLE_WRITE = "Microsoft.Authorization/roleAssignments/write"
-ASSIGN = "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"
+# The action ARM checks when an identity is attached to a resource. Roles write it as
+# `userAssignedIdentities/*/assign/action` (Managed Identity Operator); the RBAC engine lets an interior `/*/`
+# match one `/`, so asking about the concrete action finds those roles, `*`, and custom look-alikes alike.
+ASSIGN = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
 FIC_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
 USE_VERBS = {ASSIGN: "assign", FIC_WRITE: "add federated credentials to"}
-TEMPLATE_IDENTITY = "template identity"
-BUILD_VM_IDENTITY = "build-VM identity"
 
 # What the AIB documentation says the identities need (azure-reference/aib-custom-roles, permissions docs).
 DOCUMENTED_MINIMUM: dict[str, list[str]] = {
@@ -41,34 +43,6 @@ DOCUMENTED_MINIMUM: dict[str, list[str]] = {
         "no subscription-wide roles, no role that can write role assignments, no Owner/Contributor",
     ],
 }
-
-
-def identity_principal(iid: str, label: str, t: Template, inv: Inventory) -> tuple[str | None, list[Finding]]:
-    """The identity's principal ID, or an ERROR saying why it is unknown."""
-    pid = inv.principal_of_identity(iid, t)
-    if pid:
-        return pid, []
-    name = ids.name_of(iid)
-    errs = inv.read_errors("userAssignedIdentities", iid)
-    if inv.identity(iid) is None and errs:
-        why = f"{label} {name} could not be read: {errs[0].describe()}"
-    else:
-        why = f"the principal ID of {label} {name} is unknown (the identity was not found: deleted?)"
-    return None, [error(why, resource_id=iid, evidence={"identity_id": iid})]
-
-
-def _unaudited(iid: str, label: str, inv: Inventory) -> list[Finding]:
-    sub = ids.subscription_of(iid)
-    if sub and sub not in inv.subscriptions:
-        return [
-            error(
-                f"{label} {ids.name_of(iid)} lives in subscription {sub}, which was not audited: "
-                "role assignments there were not read",
-                resource_id=iid,
-                evidence={"identity_id": iid, "subscription_id": sub},
-            )
-        ]
-    return []
 
 
 # --------------------------------------------------------------------------------------------- LP-004 / LP-005
@@ -92,7 +66,7 @@ def _violations(g: rbac.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
 
 
 def _roles_evidence(grants: list[rbac.Grant]) -> list[dict[str, Any]]:
-    return [g.evidence() for g in sorted(grants, key=rbac.significance)]
+    return [g.evidence() for g in rbac.by_rank(grants)]
 
 
 def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
@@ -105,7 +79,7 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
     answer = engine.rights_of(pid)
     for sub in sorted({s for s in (t.subscription_id.lower(), ids.subscription_of(iid)) if s}):
         answer.errors.extend(e for e in engine.errors_for(f"/subscriptions/{sub}") if e not in answer.errors)
-    problems = rbac.problem_findings(answer) + _unaudited(iid, label, inv)
+    problems = rbac.problem_findings(answer) + unaudited_identity(iid, label, inv)
     minimum = DOCUMENTED_MINIMUM[label]
     allowed = policy.allows(check_id, pid)
     groups: dict[tuple[str, str], list[rbac.Grant]] = {}
@@ -123,13 +97,13 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
         else:
             rows.append(failed(f"{detail}; grant only the documented minimum (see evidence)", resource_id=iid, **fields))
     if problems:
-        return problems + [f for f in rows if f.status == Status.FAIL]
+        return with_problems(problems, rows)
     if rows:
         return rows
     evidence = {"identity_id": iid, "roles": _roles_evidence(answer.grants), "documented_minimum": minimum, "allowed": allowed}
     if not answer.grants:
         return [passed(f"{label} {name} has no role assignments", resource_id=iid, principal_id=pid, evidence=evidence)]
-    top = sorted(answer.grants, key=rbac.significance)[0]
+    top = rbac.top(answer.grants)
     return [
         passed(
             f"{label} {name} holds only {rbac.via(answer.grants)}: nothing at subscription scope or above, "
@@ -196,7 +170,7 @@ def _use_rows(
     name = ids.name_of(iid)
     rows: list[Finding] = []
     for pid, grants in sorted(answer.by_principal().items(), key=lambda kv: kv[0]):
-        top = sorted(grants, key=rbac.significance)[0]
+        top = rbac.top(grants)
         who = rbac.principal_label(top)
         verb = USE_VERBS.get(top.matched_action, "use")
         base = f"{who} can {verb} {label} {name} through {rbac.via(grants)}"
@@ -238,21 +212,22 @@ def identity_use(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
     if not targets:
         return [not_applicable("template has no user-assigned identity")]
     engine = rbac.engine(inv)
-    template_pids, id_problems = template_identity_principals(t, inv)
-    out: list[Finding] = list(id_problems) if t.build_vm_identity_ids else []
+    # A template identity whose principal is unknown says so under its own target below.
+    template_pids, _ = template_identity_principals(t, inv)
+    out: list[Finding] = []
     for iid, label, build_vm in targets:
-        if unaudited := _unaudited(iid, label, inv):
+        if unaudited := unaudited_identity(iid, label, inv):
             out += unaudited
             continue
         answer = engine.who_can((ASSIGN, FIC_WRITE), iid)
-        problems = rbac.problem_findings(answer)
-        if inv.identity(iid) is None and (errs := inv.read_errors("userAssignedIdentities", iid)):
-            problems.append(error(f"{label} {ids.name_of(iid)} could not be read: {errs[0].describe()}", resource_id=iid))
+        # Without its principal, the identity's own grants cannot be told from anyone else's.
+        own_pid, id_problems = identity_principal(iid, label, t, inv)
+        problems = rbac.problem_findings(answer) + id_problems
         for f in problems:
             f.resource_id = f.resource_id or iid
-        rows = _use_rows(label, iid, answer, template_pids, inv.principal_of_identity(iid, t), policy, build_vm)
+        rows = _use_rows(label, iid, answer, template_pids, own_pid, policy, build_vm)
         if problems:
-            out += problems + [f for f in rows if f.status == Status.FAIL]
+            out += with_problems(problems, rows)
             continue
         out += rows
         if not any(f.status == Status.FAIL or not f.evidence.get("expected") for f in rows):

@@ -6,30 +6,21 @@ settings say. Informational: it does not weigh in the resilience score.
 
 from __future__ import annotations
 
-from typing import Any
-
 from auditor.findings import Finding, failed, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
 from checks.registry import check
 
 
-def _last_run(t: Template) -> dict[str, Any]:
-    props = t.raw.get("properties")
-    run = props.get("lastRunStatus") if isinstance(props, dict) else None
-    return run if isinstance(run, dict) else {}
-
-
 @check("AIB-OPS-001")
 def healthy_template(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
-    run = _last_run(t)
     evidence = {
         "provisioning_state": t.provisioning_state,
         "provisioning_error": t.provisioning_error,
         "last_run_state": t.last_run_state,
-        "last_run_sub_state": run.get("runSubState"),
+        "last_run_sub_state": t.last_run_sub_state,
         "last_run_message": t.last_run_message,
-        "last_run_end": run.get("endTime"),
+        "last_run_end": t.last_run_end,
     }
     state = t.provisioning_state or ""
     if state.lower() != "succeeded":
@@ -39,6 +30,6 @@ def healthy_template(t: Template, inv: Inventory, policy: Policy) -> list[Findin
         return [passed("provisioningState is Succeeded; the template has never run", evidence=evidence)]
     if t.last_run_state.lower() == "failed":
         message = f": {t.last_run_message}" if t.last_run_message else ""
-        when = f" (ended {run['endTime']})" if run.get("endTime") else ""
+        when = f" (ended {t.last_run_end})" if t.last_run_end else ""
         return [failed(f"the last run failed{when}{message}", evidence=evidence)]
     return [passed(f"provisioningState is Succeeded and the last run is {t.last_run_state}", evidence=evidence)]

@@ -14,6 +14,7 @@ from auditor import ids, rbac
 from auditor.findings import Finding, Status, error, failed, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
+from checks.common import TEMPLATE_IDENTITY, identity_principal, with_problems
 from checks.registry import check
 
 LIST_KEYS = "Microsoft.Storage/storageAccounts/listKeys/action"
@@ -48,17 +49,10 @@ def template_identity_principals(t: Template, inv: Inventory) -> tuple[set[str],
     pids: set[str] = set()
     problems: list[Finding] = []
     for iid in t.identity_ids:
-        pid = inv.principal_of_identity(iid, t)
+        pid, unknown = identity_principal(iid, TEMPLATE_IDENTITY, t, inv)
         if pid:
             pids.add(pid)
-        else:
-            problems.append(
-                error(
-                    f"the principal ID of template identity {ids.name_of(iid)} is unknown, so it cannot be told apart "
-                    "from other principals",
-                    evidence={"identity_id": iid},
-                )
-            )
+        problems += unknown
     return pids, problems
 
 
@@ -68,8 +62,7 @@ def _staging_rows(
     rg = ids.name_of(scope)
     rows: list[Finding] = []
     for pid, grants in sorted(answer.by_principal().items(), key=lambda kv: kv[0]):
-        top = sorted(grants, key=rbac.significance)[0]
-        who = rbac.principal_label(top)
+        who = rbac.principal_label(rbac.top(grants))
         if pid in template_pids:
             fields = rbac.principal_fields(grants, False, template_identity=True)
             rows.append(
@@ -93,7 +86,7 @@ def _staging_rows(
 
 def _finish(rows: list[Finding], problems: list[Finding], scope: str, t: Template, nobody: str) -> list[Finding]:
     if problems:
-        return problems + [f for f in rows if f.status == Status.FAIL]
+        return with_problems(problems, rows)
     if not any(f.status == Status.FAIL or not f.evidence.get("template_identity") for f in rows):
         rows.append(passed(nobody.format(rg=ids.name_of(scope), t=t.name), resource_id=scope))
     return rows

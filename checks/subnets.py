@@ -16,8 +16,7 @@ from checks.registry import check
 
 
 def _vnet_of(subnet_id: str) -> str:
-    s = ids.norm(subnet_id)
-    return s[: s.rindex("/subnets/")] if "/subnets/" in s else s
+    return ids.norm(ids.parent_at(subnet_id, "subnets") or subnet_id)
 
 
 @check("AIB-NET-001")

@@ -10,9 +10,10 @@ be held by few principals, and never by a deleted one.
 from __future__ import annotations
 
 from auditor import rbac
-from auditor.findings import Finding, Status, failed, passed
+from auditor.findings import Finding, failed, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
+from checks.common import with_problems
 from checks.registry import check
 
 CHECK_ID = "AIB-LP-001"
@@ -27,7 +28,7 @@ VERBS: dict[str, str] = {
 
 
 def _row(grants: list[rbac.Grant], allowed: bool, counted: int, limit: int) -> Finding:
-    top = sorted(grants, key=rbac.significance)[0]
+    top = rbac.top(grants)
     who = rbac.principal_label(top)
     verb = VERBS.get(top.matched_action, "change")
     base = f"{who} can {verb} the template through {rbac.via(grants)}"
@@ -35,9 +36,8 @@ def _row(grants: list[rbac.Grant], allowed: bool, counted: int, limit: int) -> F
     if allowed:
         return passed(f"{base}; accepted by the audit policy", **fields)
     reasons = []
-    broad = sorted((g for g in grants if g.breadth >= rbac.SUBSCRIPTION_BREADTH), key=rbac.significance)
-    if broad:
-        reasons.append(f"the right comes from {broad[0].inherited_from}: grant it on the template or its resource group")
+    if broad := [g for g in grants if g.breadth >= rbac.SUBSCRIPTION_BREADTH]:
+        reasons.append(f"the right comes from {rbac.top(broad).inherited_from}: grant it on the template or its resource group")
     if top.deleted:
         reasons.append("the principal was deleted (principalType Unknown): remove its role assignments")
     if counted > limit:
@@ -60,7 +60,7 @@ def template_access(t: Template, inv: Inventory, policy: Policy) -> list[Finding
     ]
     if problems:
         # What is known to be wrong stays wrong; nothing can be vouched for while a read is missing.
-        return problems + [f for f in rows if f.status == Status.FAIL]
+        return with_problems(problems, rows)
     if not rows:
         return [passed("no principal can run, change or delete the template (checked at the template and every scope above it)")]
     return rows

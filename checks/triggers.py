@@ -20,10 +20,8 @@ SOURCE_IMAGE = "sourceimage"
 
 def _source_definition(t: Template) -> str | None:
     """The gallery image definition a SharedImageVersion source belongs to (normalized)."""
-    vid = ids.norm(t.source_image_version_id)
-    if "/versions/" in vid:
-        return vid[: vid.rindex("/versions/")]
-    return vid or None
+    vid = t.source_image_version_id
+    return ids.norm(ids.parent_at(vid, "versions") or vid) or None
 
 
 def _source_reasons(t: Template) -> list[str]:

@@ -41,6 +41,7 @@ class Estate:
         self.res: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.errors: list[dict[str, Any]] = []
         self.subscriptions = [SUB]
+        self.ancestors: dict[str, list[str]] | None = None  # subscriptionAncestors; None: not recorded
         self.res["roleDefinitions"] += roles.builtin_roles(SUB) + [roles.aib_image_creation_role(SUB, CREATION_ROLE, IMAGES)]
         self.res["resourceGroups"].append(b.resource_group(SUB, IMAGES))
 
@@ -67,7 +68,8 @@ class Estate:
         self.errors.append({"kind": kind, "scope": scope, "status": status, "code": code, "message": "denied"})
 
     def inventory(self) -> Inventory:
-        return build_inventory(Snapshot.from_dict(b.snapshot(self.subscriptions, dict(self.res), errors=self.errors)))
+        doc = b.snapshot(self.subscriptions, dict(self.res), errors=self.errors, ancestors=self.ancestors)
+        return build_inventory(Snapshot.from_dict(doc))
 
 
 def run(estate: Estate, check_id: str, policy: Policy | None = None) -> list[Finding]:
@@ -546,3 +548,89 @@ def test_benchmark_estate_is_what_it_says_and_audits_cleanly() -> None:
     numbers = measure(templates=20, assignments=300)
     assert (numbers["templates"], numbers["role_assignments"], numbers["checks"]) == (20, 300, 7)
     assert numbers["errors"] == 0 and numbers["failed"] > 0  # subscription-wide writers exist in the synthetic estate
+
+
+# --------------------------------------------------------------------------------------------- review fixes
+
+
+MG_A = "/providers/Microsoft.Management/managementGroups/mg-a"
+MG_B = "/providers/Microsoft.Management/managementGroups/mg-b"
+ASSIGN = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
+
+
+def test_lp001_owner_at_one_management_group_is_no_writer_under_another() -> None:
+    e = Estate()
+    e.subscriptions = [SUB, OTHER_SUB]
+    e.ancestors = {SUB: [MG_A], OTHER_SUB: [MG_B]}
+    e.template()
+    e.res["imageTemplates"].append(b.template(OTHER_SUB, IMAGES, "tpl-other"))
+    e.assign(MG_A, roles.OWNER, ALICE)
+    findings = run(e, "AIB-LP-001")
+    here = [f for f in findings if ids.subscription_of(f.template_id) == SUB]
+    there = [f for f in findings if ids.subscription_of(f.template_id) == OTHER_SUB]
+    [alice] = here
+    assert alice.status == Status.FAIL and alice.principal_id == ALICE and "management group mg-a" in alice.detail
+    [nobody] = there
+    assert nobody.status == Status.PASS and nobody.detail.startswith("no principal can run, change or delete the template")
+
+
+def test_lp001_missing_principal_type_is_not_reported_as_deleted() -> None:
+    e = Estate()
+    e.template()
+    e.assign(b.rg_id(SUB, IMAGES), roles.CONTRIBUTOR, ALICE)
+    del e.res["roleAssignments"][-1]["properties"]["principalType"]
+    [f] = run(e, "AIB-LP-001")
+    assert f.status == Status.PASS and f.principal_type == ""
+    assert "deleted" not in f.detail and f"principal {ALICE} can change the template" in f.detail
+
+
+def test_lp002_deny_on_one_write_pattern_leaves_the_other_writes() -> None:
+    e = Estate()
+    _ident, tpl = _with_template_identity(e)
+    e.res["roleDefinitions"].append(
+        roles.custom_role(
+            SUB, b.guid("cn-writer"), "Compute and network writer", ["Microsoft.Compute/*/write", "Microsoft.Network/*/write"]
+        )
+    )
+    e.assign(staging_id(tpl), b.guid("cn-writer"), ALICE)
+    e.res["denyAssignments"].append(b.deny_assignment(staging_id(tpl), "no-compute", ["Microsoft.Compute/*"], [ALICE]))
+    alice = only(run(e, "AIB-LP-002"), ALICE)
+    assert alice.status == Status.FAIL and alice.evidence["granted_by"] == "Microsoft.Network/*/write"
+
+
+def test_lp007_asks_about_the_concrete_assign_action() -> None:
+    e = Estate()
+    ident = e.identity("id-aib")
+    e.template(identity_doc=ident)
+    identities_rg = b.rg_id(SUB, "rg-identities")
+    # A role that manages identities but explicitly excludes assigning them and adding federated credentials.
+    e.res["roleDefinitions"].append(
+        roles.custom_role(
+            SUB,
+            b.guid("id-admin"),
+            "Identity admin without assign",
+            ["Microsoft.ManagedIdentity/*"],
+            [ASSIGN, "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"],
+        )
+    )
+    e.assign(identities_rg, b.guid("id-admin"), ALICE)
+    e.assign(identities_rg, roles.MANAGED_IDENTITY_OPERATOR, BOB)
+    e.assign(identities_rg, roles.MANAGED_IDENTITY_OPERATOR, CAROL)
+    e.res["denyAssignments"].append(b.deny_assignment(identities_rg, "no-assign", [ASSIGN], [CAROL]))
+    findings = run(e, "AIB-LP-007")
+    assert not [f for f in findings if f.principal_id in (ALICE, CAROL)]
+    bob = only(findings, BOB)
+    assert bob.status == Status.FAIL and bob.evidence["matched_action"] == ASSIGN
+    assert bob.evidence["granted_by"] == "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"
+    assert "can assign template identity id-aib" in bob.detail
+
+
+def test_unknown_template_identity_principal_is_one_error_in_every_check_that_needs_it() -> None:
+    e = Estate()
+    ident = e.identity("id-aib", listed=False)
+    tpl = e.template(identity_doc=ident)
+    tpl["identity"]["userAssignedIdentities"][ident["id"]]["principalId"] = ""
+    for check_id in ("AIB-LP-002", "AIB-LP-004", "AIB-LP-007"):
+        [f] = [f for f in run(e, check_id) if f.status == Status.ERROR]
+        assert f.resource_id == ident["id"], check_id
+        assert f.detail == "the principal ID of template identity id-aib is unknown (the identity was not found: deleted?)"

@@ -712,3 +712,41 @@ def test_compliant_template_passes_every_resilience_check_and_scores_100() -> No
     assert mine.statuses == dict.fromkeys(RESILIENCE_CATALOG, Status.PASS)
     assert mine.resilience == 100
     assert not result.incomplete
+
+
+# --------------------------------------------------------------------------------------------- typed fields, shared helpers
+
+
+def test_ops_001_reads_the_last_run_from_the_typed_template_not_raw_json() -> None:
+    inv = inventory({"imageTemplates": [tpl(last_run_state="Failed")]})
+    [t] = inv.templates
+    assert (t.last_run_sub_state, t.last_run_end) == ("Distributing", "2026-11-01T02:40:00Z")
+    t.raw = {}  # checks see typed fields only; raw is kept for evidence
+    f = one("AIB-OPS-001", inv)
+    assert f.status == Status.FAIL and "the last run failed (ended 2026-11-01T02:40:00Z)" in f.detail
+    assert f.evidence["last_run_sub_state"] == "Distributing" and f.evidence["last_run_end"] == "2026-11-01T02:40:00Z"
+
+
+def test_inventory_names_the_subscriptions_the_audit_did_not_read() -> None:
+    inv = inventory({}, subs=[SUB, SUB2.upper()])
+    assert inv.unaudited_subscription(b.gallery_id(OTHER, RG, "gal")) == OTHER
+    assert inv.unaudited_subscription(b.gallery_id(SUB2, RG, "gal").upper()) is None
+    assert inv.unaudited_subscription("/providers/Microsoft.Management/managementGroups/mg") is None
+
+
+def test_gal_002_003_evidence_per_distribution() -> None:
+    legacy = {"type": "SharedImage", "galleryImageId": f"{b.gallery_id(SUB, RG, 'gal')}/images/img", "runOutputName": "old"}
+    legacy["replicationRegions"] = ["westeurope"]
+    inv = inventory({"imageTemplates": [tpl(distribute=[gallery_dist(), legacy])]})
+    zrs = {f.evidence["run_output_name"]: f for f in findings("AIB-GAL-002", inv)}
+    replicas = {f.evidence["run_output_name"]: f for f in findings("AIB-GAL-003", inv)}
+    assert {k: f.status for k, f in zrs.items()} == {"gallery": Status.PASS, "old": Status.FAIL}
+    assert {k: f.status for k, f in replicas.items()} == {"gallery": Status.PASS, "old": Status.FAIL}
+    assert zrs["old"].evidence == {
+        "run_output_name": "old",
+        "gallery_image_id": f"{b.gallery_id(SUB, RG, 'gal')}/images/img",
+        "storage_account_types": {"westeurope": "Standard_LRS"},
+        "legacy_replication_regions": True,
+    }
+    assert replicas["gallery"].evidence["replica_counts"] == {"westeurope": 3}
+    assert "cannot set replicaCount" in replicas["old"].detail

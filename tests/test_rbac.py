@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from auditor import rbac
+from auditor import ids, rbac
 from auditor.findings import Status
 from auditor.inventory import EVERYONE, Inventory, build_inventory
 from auditor.snapshot import Snapshot
@@ -238,7 +238,7 @@ def test_unresolved_role_definition_is_surfaced_never_skipped() -> None:
     inv = inventory([ra(RG, missing, ALICE), ra(RG, roles.OWNER, BOB)])
     ans = rbac.Rbac(inv).who_can(WRITE, TPL)
     assert principals(ans) == {BOB}
-    assert not ans.complete
+    assert ans.unresolved and not ans.errors
     [unresolved] = ans.unresolved
     assert unresolved.principal_id == ALICE
     [finding] = rbac.problem_findings(ans)
@@ -262,7 +262,7 @@ def test_failed_rbac_reads_make_the_answer_incomplete() -> None:
     err = {"kind": "denyAssignments", "scope": b.sub_id(SUB), "status": 403, "code": "AuthorizationFailed", "message": "no"}
     inv = inventory([ra(RG, roles.OWNER, ALICE)], errors=[err])
     ans = rbac.Rbac(inv).who_can(WRITE, TPL)
-    assert not ans.complete and [e.kind for e in ans.errors] == ["denyAssignments"]
+    assert not ans.unresolved and [e.kind for e in ans.errors] == ["denyAssignments"]
     [finding] = rbac.problem_findings(ans)
     assert finding.status == Status.ERROR and "Microsoft.Authorization/denyAssignments/read" in finding.detail
 
@@ -328,3 +328,144 @@ def test_real_list_for_resource_group_body_inherits_the_subscription_assignment(
     grants = engine.who_can(WRITE, b.template_id(sub, "testrg", "t1")).grants
     assert sorted(g.scope_level for g in grants) == ["resourceGroup", "subscription"]
     assert {g.principal_type for g in grants} == {"User"}
+
+
+# --------------------------------------------------------------------------------------------- management-group hierarchy
+
+SUB_B = "6f1c2d3e-0000-4a4a-8b8b-222222222222"
+MG_A = "/providers/Microsoft.Management/managementGroups/mg-a"
+MG_B = "/providers/Microsoft.Management/managementGroups/mg-b"
+TPL_B = b.template_id(SUB_B, "rg-images", "tpl-b")
+
+
+def two_subscription_inventory(
+    assignments: list[dict[str, Any]],
+    ancestors: dict[str, list[str]] | None,
+    denies: list[dict[str, Any]] | None = None,
+) -> Inventory:
+    """SUB under mg-a, SUB_B under mg-b (when `ancestors` says so); both audited together."""
+    doc = b.snapshot(
+        [SUB, SUB_B],
+        {
+            "roleDefinitions": roles.builtin_roles(SUB),
+            "roleAssignments": assignments,
+            "denyAssignments": denies or [],
+        },
+        ancestors=ancestors,
+    )
+    return build_inventory(Snapshot.from_dict(doc))
+
+
+def test_management_group_assignment_applies_only_to_subscriptions_under_it() -> None:
+    inv = two_subscription_inventory(
+        [ra(MG_A, roles.OWNER, ALICE), ra(MG_B, roles.CONTRIBUTOR, BOB), ra("/", roles.OWNER, CAROL)],
+        {SUB: [MG_A, "/"], SUB_B.upper(): [MG_B.lower(), "/"]},  # spelled as ARM may spell them
+    )
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(WRITE, TPL)) == {ALICE, CAROL}
+    assert principals(engine.who_can(WRITE, TPL_B)) == {BOB, CAROL}  # Owner at mg-a is no writer under mg-b
+    assert principals(engine.who_can(rbac.NON_READ, b.rg_id(SUB_B, "rg-images"), include_below=True)) == {BOB, CAROL}
+    # Locks, read errors and denies follow the same hierarchy (Inventory.applies_at).
+    assert inv.applies_at(MG_A, TPL) and not inv.applies_at(MG_A, TPL_B) and inv.applies_at("/", TPL_B)
+
+
+def test_a_subscription_without_ancestors_keeps_every_management_group_above_it() -> None:
+    # Old snapshots and hand-made estates carry no subscriptionAncestors: management groups apply everywhere.
+    inv = two_subscription_inventory([ra(MG_A, roles.OWNER, ALICE)], None)
+    assert principals(rbac.Rbac(inv).who_can(WRITE, TPL_B)) == {ALICE}
+    # Only SUB has an entry: SUB_B falls back, SUB does not get mg-b's assignment.
+    inv = two_subscription_inventory([ra(MG_A, roles.OWNER, ALICE), ra(MG_B, roles.OWNER, BOB)], {SUB: [MG_A]})
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(WRITE, TPL)) == {ALICE}
+    assert principals(engine.who_can(WRITE, TPL_B)) == {ALICE, BOB}
+
+
+def test_root_assignment_applies_only_where_the_subscription_lists_root() -> None:
+    inv = two_subscription_inventory([ra("/", roles.OWNER, CAROL)], {SUB: ["/"], SUB_B: [MG_B]})
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(WRITE, TPL)) == {CAROL}
+    assert principals(engine.who_can(WRITE, TPL_B)) == set()
+
+
+def test_management_group_deny_applies_only_under_its_management_group() -> None:
+    deny = b.deny_assignment(MG_A, "mg-a-no-writes", ["*/write"], [EVERYONE])
+    inv = two_subscription_inventory(
+        [ra(b.sub_id(SUB), roles.OWNER, ALICE), ra(b.sub_id(SUB_B), roles.OWNER, BOB)],
+        {SUB: [MG_A], SUB_B: [MG_B]},
+        denies=[deny],
+    )
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(WRITE, TPL)) == set()
+    assert principals(engine.who_can(WRITE, TPL_B)) == {BOB}
+
+
+def test_failed_read_of_a_role_defined_at_a_management_group_taints_only_its_assignments() -> None:
+    # A custom role defined at a management group is a resource under it, not the management group itself.
+    custom_id = f"{MG}/providers/Microsoft.Authorization/roleDefinitions/{b.guid('mg-custom')}"
+    assert ids.scope_level(custom_id) == "resource" and ids.scope_level(MG) == "managementGroup"
+    assert not ids.is_ancestor_or_self(custom_id, TPL) and ids.is_ancestor_or_self(MG, TPL)
+    err = {"kind": "roleDefinitions", "scope": custom_id, "status": 404, "code": "RoleDefinitionDoesNotExist", "message": "gone"}
+    doc = ra(RG, roles.OWNER, ALICE)
+    orphan = ra(b.rg_id(SUB, "rg-other"), b.guid("mg-custom"), BOB)
+    orphan["properties"]["roleDefinitionId"] = custom_id
+    inv = inventory([doc, orphan], errors=[err])
+    engine = rbac.Rbac(inv)
+    assert inv.read_errors("roleDefinitions", TPL) == [] and engine.errors_for(TPL) == []
+    ans = engine.who_can(WRITE, TPL)
+    assert principals(ans) == {ALICE} and not ans.errors and not ans.unresolved
+    # The assignment that needs the role is still reported, where it applies.
+    other = engine.who_can(WRITE, b.rg_id(SUB, "rg-other"))
+    assert [u.principal_id for u in other.unresolved] == [BOB]
+
+
+# --------------------------------------------------------------------------------------------- every granting pattern
+
+
+def test_deny_removing_one_granting_pattern_leaves_the_others() -> None:
+    two = roles.custom_role(
+        SUB, b.guid("two-writes"), "Compute and network writer", ["Microsoft.Compute/*/write", "Microsoft.Network/*/write"]
+    )
+    deny = b.deny_assignment(RG, "no-compute", ["Microsoft.Compute/*"], [ALICE])
+    inv = inventory([ra(RG, b.guid("two-writes"), ALICE)], extra_roles=[two], denies=[deny])
+    engine = rbac.Rbac(inv)
+    [grant] = engine.who_can(rbac.NON_READ, RG).grants
+    assert grant.principal_id == ALICE and grant.granted_by == "Microsoft.Network/*/write"
+    # The same for a pattern question, and nothing once a deny covers every pattern.
+    [grant] = engine.who_can("Microsoft.*/write", RG).grants
+    assert grant.granted_by == "Microsoft.Network/*/write"
+    deny_all = b.deny_assignment(RG, "no-writes", ["Microsoft.Compute/*", "Microsoft.Network/*"], [ALICE])
+    inv = inventory([ra(RG, b.guid("two-writes"), ALICE)], extra_roles=[two], denies=[deny_all])
+    assert len(rbac.Rbac(inv).who_can(rbac.NON_READ, RG)) == 0
+
+
+def test_top_is_the_most_significant_grant() -> None:
+    inv = inventory(
+        [ra(TPL, roles.OWNER, ALICE), ra(MG, roles.CONTRIBUTOR, ALICE)],
+        eligible=[b.eligibility(b.sub_id(SUB), roles.OWNER, ALICE, sub=SUB)],
+    )
+    grants = rbac.Rbac(inv).who_can(WRITE, TPL).grants
+    assert rbac.top(grants).scope_level == "managementGroup"
+    assert [g.scope_level for g in rbac.by_rank(grants)] == ["managementGroup", "subscription", "resource"]
+
+
+# --------------------------------------------------------------------------------------------- principal types
+
+
+def test_missing_principal_type_is_not_a_deleted_principal() -> None:
+    silent = ra(RG, roles.OWNER, ALICE)
+    del silent["properties"]["principalType"]
+    inv = inventory([silent, ra(RG, roles.OWNER, BOB, "Unknown")])
+    by_pid = {g.principal_id: g for g in rbac.Rbac(inv).who_can(WRITE, TPL)}
+    assert by_pid[ALICE].principal_type == "" and not by_pid[ALICE].deleted
+    assert rbac.principal_label(by_pid[ALICE]) == f"principal {ALICE}"
+    assert by_pid[BOB].deleted and rbac.principal_label(by_pid[BOB]) == f"deleted principal {BOB}"
+
+
+# --------------------------------------------------------------------------------------------- ids
+
+
+def test_parent_at_cuts_an_id_at_its_last_segment_keeping_its_spelling() -> None:
+    version = f"{b.gallery_id(SUB, 'rg', 'Gal')}/images/Img/Versions/1.0.0"
+    assert ids.parent_at(version, "versions") == f"{b.gallery_id(SUB, 'rg', 'Gal')}/images/Img"
+    assert ids.parent_at(f"{TPL}/triggers/t1/", "triggers") == TPL
+    assert ids.parent_at(TPL, "subnets") is None and ids.parent_at(None, "triggers") is None

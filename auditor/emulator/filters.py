@@ -2,7 +2,9 @@
 
 Role assignments, deny assignments, PIM instances and locks listed at a scope return what sits at, above or
 below that scope; `atScope()` narrows to at-or-above; `principalId eq '{id}'` keeps one principal (still at,
-above or below). Clauses combine with ` and `. Management groups and `/` are above every subscription.
+above or below). Clauses combine with ` and `. Management groups and `/` are above a subscription when the
+estate's `subscriptionAncestors` lists them for it, or when it has no entry for that subscription (then they
+are above every subscription).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.ids import is_ancestor_or_self
+from auditor.ids import Ancestors, is_ancestor_or_self
 
 from .responses import bad_request
 
@@ -54,11 +56,11 @@ def parse_scope_filter(expression: str | None, kind: str) -> ScopeFilter:
     return ScopeFilter(at_scope, principal, deny_name)
 
 
-def in_view(item_scope: str, request_scope: str, flt: ScopeFilter) -> bool:
-    """Is something at `item_scope` listed for a request at `request_scope`?"""
-    if is_ancestor_or_self(item_scope, request_scope):
+def in_view(item_scope: str, request_scope: str, flt: ScopeFilter, ancestors: Ancestors | None = None) -> bool:
+    """Is something at `item_scope` listed for a request at `request_scope`? (`ancestors`: EstateStore.ancestors)"""
+    if is_ancestor_or_self(item_scope, request_scope, ancestors):
         return True  # at or above
-    return not flt.at_scope and is_ancestor_or_self(request_scope, item_scope)  # below
+    return not flt.at_scope and is_ancestor_or_self(request_scope, item_scope, ancestors)  # below
 
 
 def principals_of(doc: dict[str, Any]) -> set[str]:
@@ -85,17 +87,29 @@ def _assignable_scopes(doc: dict[str, Any]) -> list[str]:
     return [str(s) for s in scopes] if isinstance(scopes, list) and scopes else ["/"]
 
 
-def filter_role_definitions(docs: list[dict[str, Any]], scope: str, expression: str | None) -> list[dict[str, Any]]:
+def _assignable_at(assignable: str, scope: str, ancestors: Ancestors | None) -> bool:
+    """Is a role assignable at `assignable` applicable at `scope`? `/` (every built-in) is applicable everywhere:
+    the ancestry of a subscription limits management groups, not where built-in roles can be used."""
+    return assignable.strip() == "/" or is_ancestor_or_self(assignable, scope, ancestors)
+
+
+def filter_role_definitions(
+    docs: list[dict[str, Any]], scope: str, expression: str | None, ancestors: Ancestors | None = None
+) -> list[dict[str, Any]]:
     """ARM's RoleDefinitions_List: the definitions "applicable at scope and above" (an assignable scope at or
     above the request scope: built-ins are assignable at `/`); `atScopeAndBelow()` adds those assignable only
     below it. A custom role assignable only at a resource group is therefore NOT listed at its subscription.
-    Also `roleName eq '...'` and `type eq 'CustomRole'` (case-insensitive); other filters are ignored."""
+    Also `roleName eq '...'` and `type eq 'CustomRole'` (case-insensitive); other filters are ignored. A role
+    assignable at a management group applies at a subscription only when `ancestors` puts the group above it."""
     expression = expression or ""
     below = "atscopeandbelow()" in expression.lower().replace(" ", "")
     out = [
         d
         for d in docs
-        if any(is_ancestor_or_self(a, scope) or (below and is_ancestor_or_self(scope, a)) for a in _assignable_scopes(d))
+        if any(
+            _assignable_at(a, scope, ancestors) or (below and is_ancestor_or_self(scope, a, ancestors))
+            for a in _assignable_scopes(d)
+        )
     ]
     name = _ROLE_NAME.search(expression)
     role_type = _ROLE_TYPE.search(expression)

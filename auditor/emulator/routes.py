@@ -202,12 +202,14 @@ class Router:
     def _list_extension(self, req: Request, kind: str, scope: str) -> Response:
         self._check_scope(scope)
         flt = parse_scope_filter(req.param("$filter"), kind)
-        docs = [s.doc for s in self.store.scoped(kind) if in_view(s.scope, scope, flt) and matches(s.doc, flt)]
+        ancestors = self.store.ancestors
+        docs = [s.doc for s in self.store.scoped(kind) if in_view(s.scope, scope, flt, ancestors) and matches(s.doc, flt)]
         return self._page(req, docs)
 
     def _list_role_definitions(self, req: Request, scope: str) -> Response:
         self._check_scope(scope)
-        return self._page(req, filter_role_definitions(self.store.all("roleDefinitions"), scope, req.param("$filter")))
+        docs = filter_role_definitions(self.store.all("roleDefinitions"), scope, req.param("$filter"), self.store.ancestors)
+        return self._page(req, docs)
 
     def _get_extension(self, kind: str, scope: str, name: str) -> Response:
         self._check_scope(scope)

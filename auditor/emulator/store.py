@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.ids import norm, resource_group_id, subscription_of
+from auditor.ids import norm, norm_ancestors, owner_scope_of_extension, resource_group_id, subscription_of
 from auditor.snapshot import Snapshot
 
 # Resource types routed as `/subscriptions/{s}[/resourceGroups/{rg}]/providers/{ns}/{type}[/{name}]`.
@@ -66,9 +66,7 @@ def _scope_of(kind: str, doc: dict[str, Any]) -> str:
         scope = (doc.get("properties") or {}).get("scope")
         if isinstance(scope, str) and scope.strip():
             return norm(scope) or "/"
-    doc_id = _doc_id(doc)
-    idx = doc_id.rfind(_LOCK_SEGMENT if kind == "locks" else _AUTH_SEGMENT)
-    return (doc_id[:idx] if idx >= 0 else doc_id) or "/"
+    return owner_scope_of_extension(_doc_id(doc), _LOCK_SEGMENT if kind == "locks" else _AUTH_SEGMENT)
 
 
 class EstateStore:
@@ -83,6 +81,9 @@ class EstateStore:
         self._subs: dict[str, str] = {}  # lower -> first spelling seen
         self._rg_docs: dict[str, dict[str, Any]] = {}
         self._known_rgs: set[str] = set()
+        # Which management groups (and `/`) sit above each subscription; a subscription without an entry has all
+        # of them above it (ids.is_ancestor_or_self), as estates written before the field existed expect.
+        self.ancestors: dict[str, frozenset[str]] = norm_ancestors(snapshot.subscription_ancestors)
         for sub in snapshot.subscriptions:
             self._add_sub(sub)
         for kind, docs in self._docs.items():
