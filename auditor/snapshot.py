@@ -173,6 +173,11 @@ class Snapshot:
         subs = data.get("subscriptions")
         if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
             raise SnapshotError(f'{source}: "subscriptions" must be a list of subscription IDs')
+        if not subs:
+            # An audit of nothing would exit 0 ("nothing failed"): a scheduled job must not pass that way.
+            raise SnapshotError(f'{source}: "subscriptions" is empty: the snapshot audits nothing')
+        if bad := next((s for s in subs if not ids.is_guid(s)), None):
+            raise SnapshotError(f'{source}: "subscriptions" holds {bad!r}, which is not a subscription ID (a GUID)')
         resources = data.get("resources")
         if not isinstance(resources, dict):
             raise SnapshotError(f'{source}: "resources" must be an object')
@@ -181,26 +186,16 @@ class Snapshot:
             docs = resources.get(kind, [])
             if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
                 raise SnapshotError(f"{source}: resources.{kind} must be a list of objects")
+            if (i := next((i for i, d in enumerate(docs) if not isinstance(d.get("id"), str) or not d["id"]), None)) is not None:
+                raise SnapshotError(f'{source}: resources.{kind}[{i}] has no "id": not an ARM document')
             out[kind] = docs
         unknown = set(resources) - set(KINDS)
         if unknown:
             raise SnapshotError(f"{source}: unknown resource kinds {sorted(unknown)}")
-        errors = []
-        for e in data.get("errors", []) or []:
-            try:
-                errors.append(
-                    ReadError(
-                        kind=str(e["kind"]),
-                        scope=str(e["scope"]),
-                        status=e.get("status"),
-                        code=str(e.get("code", "")),
-                        message=str(e.get("message", "")),
-                        permission=str(e.get("permission", "")),
-                    )
-                )
-            except (KeyError, TypeError) as exc:
-                raise SnapshotError(f'{source}: malformed entry in "errors": {exc}') from None
+        errors = [_parse_error(e, i, source) for i, e in enumerate(_as_list(data.get("errors"), "errors", source))]
         meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise SnapshotError(f'{source}: "meta" must be an object')
         ancestors = _parse_ancestors(data.get(ANCESTORS_KEY), source)
         return cls(subscriptions=list(subs), resources=out, errors=errors, meta=dict(meta), subscription_ancestors=ancestors)
 
@@ -222,3 +217,27 @@ class Snapshot:
         except json.JSONDecodeError as exc:
             raise SnapshotError(f"snapshot file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         return cls.from_dict(data, source=str(p))
+
+
+def _as_list(value: Any, key: str, source: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SnapshotError(f'{source}: "{key}" must be a list')
+    return value
+
+
+def _parse_error(e: Any, i: int, source: str) -> ReadError:
+    """One recorded failed read; wrong types are the snapshot's fault (exit 2), never a crash later on."""
+    where = f"{source}: errors[{i}]"
+    if not isinstance(e, dict):
+        raise SnapshotError(f"{where} must be an object")
+    if e.get("kind") not in KINDS:
+        raise SnapshotError(f"{where}: kind {e.get('kind')!r} is not one of {', '.join(KINDS)}")
+    status = e.get("status")
+    if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
+        raise SnapshotError(f"{where}: status must be an HTTP status code or null")
+    for key in ("scope", "code", "message", "permission"):
+        if not isinstance(e.get(key, ""), str) or (key == "scope" and not e.get(key)):
+            raise SnapshotError(f"{where}: {key} must be a string" + (" (the ARM ID the read was for)" if key == "scope" else ""))
+    return ReadError(e["kind"], e["scope"], status, e.get("code", ""), e.get("message", ""), e.get("permission", ""))

@@ -168,7 +168,9 @@ def layers_of(source: str, bodies: Iterator[Any]) -> list[Layer]:
             doc = docs[min(n, len(docs) - 1)]
             layer.docs[kind_of(doc) or ""].append(doc)
     for layer in layers:
-        subs = sorted({s for d in (x for docs in layer.docs.values() for x in docs) if (s := ids.subscription_of(d["id"]))})
+        # REST examples use placeholders ("{subscription-id}"); a snapshot names real subscription GUIDs only.
+        found = {s for d in (x for docs in layer.docs.values() for x in docs) if (s := ids.subscription_of(d["id"]))}
+        subs = sorted(s for s in found if ids.is_guid(s)) or ["00000000-0000-0000-0000-000000000000"]
         snap = Snapshot(subscriptions=subs)
         for kind in KINDS:
             snap.add(kind, layer.docs[kind])

@@ -1,0 +1,103 @@
+"""Snapshots from disk: anything that is not a valid snapshot is one clear error (exit 2), never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.cli import run
+from auditor.snapshot import Snapshot, SnapshotError
+from fixtures import builders as b
+
+SUB = b.guid("snapshot-sub")
+
+
+def valid() -> dict[str, Any]:
+    tpl = b.template(SUB, "rg", "tpl", identity_doc=b.identity(SUB, "rg", "id"))
+    err = {
+        "kind": "locks",
+        "scope": b.sub_id(SUB),
+        "status": 403,
+        "code": "AuthorizationFailed",
+        "message": "no",
+        "permission": "",
+    }
+    return b.snapshot([SUB], {"imageTemplates": [tpl]}, [err])
+
+
+def broken(path: str, value: Any) -> dict[str, Any]:
+    doc = valid()
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return doc
+
+
+CASES = {
+    "meta not an object": (broken("meta", [1, 2]), '"meta" must be an object'),
+    "errors not a list": (broken("errors", 5), '"errors" must be a list'),
+    "error not an object": (broken("errors.0", "x"), "errors[0] must be an object"),
+    "error of unknown kind": (broken("errors.0.kind", "widgets"), "kind 'widgets' is not one of"),
+    "error status not a number": (broken("errors.0.status", "403"), "status must be an HTTP status code"),
+    "error without scope": (broken("errors.0.scope", ""), "scope must be a string"),
+    "no subscription": (broken("subscriptions", []), "audits nothing"),
+    "subscription not a GUID": (broken("subscriptions", ["prod"]), "'prod', which is not a subscription ID"),
+    "document without id": (broken("resources.imageTemplates.0", {"name": "x"}), 'resources.imageTemplates[0] has no "id"'),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_malformed_snapshot_is_refused_with_a_reason(case: str) -> None:
+    doc, message = CASES[case]
+    with pytest.raises(SnapshotError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        Snapshot.from_dict(doc)
+
+
+@pytest.mark.parametrize("case", ["meta not an object", "errors not a list", "error status not a number"])
+def test_the_cli_turns_a_malformed_snapshot_into_one_line_and_exit_2(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(CASES[case][0]))
+    for argv in (["--snapshot", str(path)], ["emulate", "--estate", str(path)]):
+        code = run(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("aib-audit: error:"), (argv, err)
+
+
+def test_an_unreadable_snapshot_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chmod 000 does not stop root, so make the read itself fail as it does for other users."""
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(valid()))
+    real = Path.read_text
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    code = run(["--snapshot", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not readable (permission denied)" in err
+
+
+def test_a_saved_snapshot_loads_back_the_same(tmp_path: Path) -> None:
+    doc = valid()
+    doc["subscriptionAncestors"] = {SUB: ["/providers/Microsoft.Management/managementGroups/root-mg", "/"]}
+    snap = Snapshot.from_dict(doc)
+    path = tmp_path / "s.json"
+    snap.save(path)
+    again = Snapshot.load(path)
+    assert again.to_dict() == snap.to_dict()
+    assert again.errors[0].status == 403 and again.subscription_ancestors == snap.subscription_ancestors
