@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from auditor import ids
 from auditor.errors import UsageError
 from auditor.findings import Finding, Severity, Status, check_status, error, score
 from auditor.inventory import Inventory, Template
@@ -47,7 +46,8 @@ class AuditResult:
     @property
     def incomplete(self) -> bool:
         """A read failed: the audit cannot vouch for everything (exit 3)."""
-        return bool(self.inventory.errors) or self.count(Status.ERROR) > 0
+        # Every failed read is on an ERROR row: a check's, or its own (unattributed_errors).
+        return self.count(Status.ERROR) > 0 or any(f.status == Status.ERROR for f in self.extra_errors)
 
 
 def select_checks(only: list[str] | None = None, skip: list[str] | None = None) -> list[Check]:
@@ -57,11 +57,12 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
     unknown = sorted({c for c in wanted + skipped if c not in cat})
     if unknown:
         raise UnknownCheckError(f"unknown check ID {', '.join(unknown)} (see 'aib-audit checks')")
-    ids = wanted or list(cat)
-    return [cat[c] for c in sorted(set(ids)) if c not in skipped]
+    chosen = wanted or list(cat)
+    return [cat[c] for c in sorted(set(chosen)) if c not in skipped]
 
 
-def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set[int]) -> list[Finding]:
+    before = set(inv.consulted)
     try:
         out = chk.fn(t, inv, policy)
     except Exception as exc:  # a bug in one check must not hide the others, nor pass silently
@@ -72,38 +73,47 @@ def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy) -> list[Fi
         f.check_id = chk.meta.id
         f.template_id = t.id
         f.resource_id = f.resource_id or t.id
+    if any(f.status == Status.ERROR for f in out):  # the failed reads it asked about are on its ERROR rows
+        shown |= inv.consulted - before
     return out
 
 
 def run_audit(inv: Inventory, checks: list[Check], policy: Policy | None = None) -> AuditResult:
     policy = policy or Policy()
+    inv.consulted.clear()
+    shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
     findings: list[Finding] = []
     results: list[TemplateResult] = []
     for t in inv.templates:
         per_check: dict[str, Status] = {}
         buckets: dict[str, list[tuple[Severity, Status]]] = defaultdict(list)
         for chk in checks:
-            out = _run_one(chk, t, inv, policy)
+            out = _run_one(chk, t, inv, policy, shown)
             findings.extend(out)
             status = check_status(out)
             per_check[chk.meta.id] = status
             buckets[chk.meta.score].append((chk.meta.severity, status))
         results.append(TemplateResult(t, per_check, score(buckets["resilience"]), score(buckets["least_privilege"])))
     findings.sort(key=Finding.sort_key)
-    return AuditResult(checks=checks, templates=results, findings=findings, inventory=inv, extra_errors=unattributed_errors(inv))
+    return AuditResult(
+        checks=checks, templates=results, findings=findings, inventory=inv, extra_errors=unattributed_errors(inv, shown)
+    )
 
 
-def unattributed_errors(inv: Inventory) -> list[Finding]:
-    """ERROR rows for failed reads that no template's checks can show, so the CSV is never silently short.
+def unattributed_errors(inv: Inventory, shown: set[int]) -> list[Finding]:
+    """ERROR rows for failed reads that no check showed, so exit code 3 always comes with rows that explain it.
 
-    A failed template list hides the templates themselves; any failed read in a subscription where no template
-    was seen would otherwise leave the report empty while the exit code says 3.
+    A failed template list hides the templates themselves, so it always gets a row. Any other failed read that
+    none of the selected checks asked about (no template in its subscription, or --check left out the checks
+    that need it) would otherwise leave the report silent while the exit code says 3.
     """
-    seen_subs = {t.subscription_id.lower() for t in inv.templates}
     out = []
-    for e in inv.errors:
-        sub = ids.subscription_of(e.scope)
-        if e.kind == "imageTemplates" or (sub not in seen_subs if sub else not inv.templates):
-            what = "image templates here were not audited" if e.kind == "imageTemplates" else "no template here to attach it to"
-            out.append(error(f"{e.describe()}; {what}", resource_id=e.scope, evidence={"read_error": asdict(e)}))
+    for i, e in enumerate(inv.errors):
+        if e.kind == "imageTemplates":
+            why = "image templates here were not audited"
+        elif i not in shown:
+            why = "no check result shows it, but the audit could not read everything"
+        else:
+            continue
+        out.append(error(f"{e.describe()}; {why}", resource_id=e.scope, evidence={"read_error": asdict(e)}))
     return out

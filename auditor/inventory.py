@@ -386,6 +386,10 @@ class DenyAssignment:
     principal_ids: tuple[str, ...]  # EVERYONE means all principals
     exclude_principal_ids: tuple[str, ...]
     does_not_apply_to_child_scopes: bool
+    # principals[].type / excludePrincipals[].type, parallel to the ID tuples (User, Group, ServicePrincipal,
+    # SystemDefined for Everyone; "" when ARM did not say): an excluded group may hold any principal (rbac.py).
+    principal_types: tuple[str, ...] = ()
+    exclude_principal_types: tuple[str, ...] = ()
 
 
 def parse_deny_assignment(doc: dict[str, Any]) -> DenyAssignment:
@@ -399,6 +403,8 @@ def parse_deny_assignment(doc: dict[str, Any]) -> DenyAssignment:
         principal_ids=tuple(str(_dict(x).get("id") or "").lower() for x in _list(p.get("principals"))),
         exclude_principal_ids=tuple(str(_dict(x).get("id") or "").lower() for x in _list(p.get("excludePrincipals"))),
         does_not_apply_to_child_scopes=bool(p.get("doNotApplyToChildScopes")),
+        principal_types=tuple(str(_dict(x).get("type") or "") for x in _list(p.get("principals"))),
+        exclude_principal_types=tuple(str(_dict(x).get("type") or "") for x in _list(p.get("excludePrincipals"))),
     )
 
 
@@ -485,6 +491,8 @@ class Inventory:
     meta: dict[str, Any] = field(default_factory=dict)
     # lower-case subscription ID -> normalized management-group / root scopes above it (snapshot.py, ids.py)
     subscription_ancestors: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Indexes into `errors` that a check has asked about: the runner reports the others on their own rows.
+    consulted: set[int] = field(default_factory=set, repr=False, compare=False)
 
     # -- joins ------------------------------------------------------------------------------------
 
@@ -501,8 +509,39 @@ class Inventory:
         return sub if sub and sub not in self.subscriptions else None
 
     def locks_applying_to(self, resource_id: str) -> list[Lock]:
-        """Locks on the resource or inherited from its RG / subscription."""
-        return [lk for lk in self.locks if self.applies_at(lk.scope, resource_id)]
+        """Locks on the resource or inherited from its RG / subscription, in `locks` order.
+
+        Looks up the resource's ancestor chain in an index of lock scopes (built once) instead of testing every
+        lock: the same answer as `applies_at` on each lock. Locks above a subscription (ARM has none, but a
+        snapshot may) still go through `applies_at`, which knows the management-group ancestry.
+        """
+        s = ids.norm(resource_id)
+        if not s:
+            return []
+        by_scope, above_sub = self._lock_index()
+        parts = s.split("/")
+        hits = {i for n in range(2, len(parts) + 1) for i in by_scope.get("/".join(parts[:n]), ())}
+        hits.update(i for i in above_sub if self.applies_at(self.locks[i].scope, s))
+        return [self.locks[i] for i in sorted(hits)]
+
+    def _lock_index(self) -> tuple[dict[str, list[int]], list[int]]:
+        """norm(lock scope) -> positions in `locks`, and the positions of locks above subscription scope.
+
+        Kept on the instance, not as a field (invisible to eq/repr/asdict); rebuilt if `locks` is replaced or grows.
+        """
+        cached = vars(self).get("_locks_by_scope")
+        if cached is not None and cached[0] is self.locks and cached[1] == len(self.locks):
+            return cached[2], cached[3]
+        by_scope: dict[str, list[int]] = {}
+        above_sub: list[int] = []
+        for i, lk in enumerate(self.locks):
+            key = ids.norm(lk.scope)
+            if ids.is_above_subscription(key):
+                above_sub.append(i)  # root and management groups: ancestry is per subscription, not by prefix
+            elif key:
+                by_scope.setdefault(key, []).append(i)
+        vars(self)["_locks_by_scope"] = (self.locks, len(self.locks), by_scope, above_sub)
+        return by_scope, above_sub
 
     def identity(self, identity_id: str) -> Identity | None:
         return self.identities.get(ids.norm(identity_id))
@@ -537,12 +576,13 @@ class Inventory:
         """
         s = ids.norm(scope)
         out = []
-        for e in self.errors:
+        for i, e in enumerate(self.errors):
             if e.kind != kind:
                 continue
             es = ids.norm(e.scope)
             if self.applies_at(es, s) or self.applies_at(s, es):
                 out.append(e)
+                self.consulted.add(i)
         return out
 
 

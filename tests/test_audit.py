@@ -62,3 +62,28 @@ def test_a_failed_read_that_a_template_check_shows_is_not_repeated() -> None:
     result = run_audit(build_inventory(Snapshot.from_dict(snapshot)), select_checks(["AIB-LOCK-001"]))
     assert result.extra_errors == []
     assert [f.status for f in result.findings] == [Status.ERROR]
+
+
+def test_narrowing_the_checks_still_shows_why_the_audit_is_incomplete() -> None:
+    """--check AIB-NET-001 does not need role assignments; their failed read still gets a row, so exit 3 is explained."""
+    tpl = b.template(SUB, "rg", "tpl", identity_doc=b.identity(SUB, "rg", "id"))
+    snapshot = b.snapshot([SUB], {"imageTemplates": [tpl]}, [read_error("roleAssignments", b.sub_id(SUB))])
+    result = run_audit(build_inventory(Snapshot.from_dict(snapshot)), select_checks(["AIB-NET-001"]))
+    assert exit_code_for(result) == 3
+    assert [f.status for f in result.findings] == [Status.FAIL]
+    assert [(f.status, f.resource_id) for f in result.extra_errors] == [(Status.ERROR, b.sub_id(SUB))]
+    # With the checks that need it, the same failed read shows on their own ERROR rows instead.
+    full = run_audit(build_inventory(Snapshot.from_dict(snapshot)), select_checks(["AIB-NET-001", "AIB-LP-001"]))
+    assert full.extra_errors == [] and any(f.status == Status.ERROR and f.check_id == "AIB-LP-001" for f in full.findings)
+
+
+def test_a_check_that_reads_an_error_but_does_not_say_error_leaves_the_row() -> None:
+    """DR-001 can PASS on a standby it sees although another subscription's template list failed: that failed
+    read is still reported on a row of its own."""
+    image = [("westeurope", 1, "Standard_LRS")]
+    t1 = b.template(SUB, "rg", "a", location="westeurope", distribute=[b.gallery_target(SUB, "rg", "g", "img", image)])
+    t2 = b.template(SUB, "rg", "b", location="northeurope", distribute=[b.gallery_target(SUB, "rg", "g", "img", image)])
+    snapshot = b.snapshot([SUB, OTHER], {"imageTemplates": [t1, t2]}, [read_error("imageTemplates", b.sub_id(OTHER))])
+    result = run_audit(build_inventory(Snapshot.from_dict(snapshot)), select_checks(["AIB-DR-001"]))
+    assert {f.status for f in result.findings} == {Status.PASS}
+    assert [f.resource_id for f in result.extra_errors] == [b.sub_id(OTHER)] and exit_code_for(result) == 3
