@@ -13,7 +13,12 @@ Semantics (design.md "Least-privilege semantics"):
   `userAssignedIdentities/*/assign/action` is what grants `userAssignedIdentities/assign/action`.
 - Data actions are evaluated apart (dataActions minus notDataActions).
 - Deny assignments subtract (at the scope or above, unless doNotApplyToChildScopes; listed principals, or
-  everyone minus excludePrincipals). Groups are principals of their own: membership is not expanded.
+  everyone minus excludePrincipals). Groups are principals of their own: membership is not expanded, so a deny
+  that lists a group removes that group's own grants only, and a deny that excludes a group (or a principal of a
+  type that might hold others, or of no reported type) might not apply to anyone: any principal could be a
+  member. Such a deny keeps the grant and says so in the evidence (`Grant.deny_caveats`), never subtracts.
+- With include_below the question is about resources under the scope, so a right held at or above it is
+  judged at a child scope: a deny with doNotApplyToChildScopes does not reach there.
 - A conditional (ABAC) assignment grants and is flagged; a PIM eligibility grants and is flagged.
 - An assignment whose role definition is not in the inventory is UNRESOLVED and reported, never skipped.
 
@@ -45,6 +50,11 @@ CONTRIBUTOR_GUID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 # How broad a scope is; higher is broader.
 BREADTH: dict[str, int] = {"resource": 1, "resourceGroup": 2, "subscription": 3, "managementGroup": 4, "root": 5}
 SUBSCRIPTION_BREADTH = BREADTH["subscription"]
+
+# Principal types that hold no other principal. An excluded principal of any other type (Group, ForeignGroup,
+# SystemDefined, Unknown, or no type at all) might contain the principal asked about.
+LEAF_PRINCIPAL_TYPES: frozenset[str] = frozenset({"user", "serviceprincipal", "device"})
+GROUP_PRINCIPAL_TYPES: frozenset[str] = frozenset({"group", "foreigngroup"})
 
 # Actions that a "non-read" question ignores because they change nothing in a resource group: support tickets,
 # ARM deployments (which run with the caller's own rights), the retired classic alert rules, and the user
@@ -232,6 +242,7 @@ class Grant:
     granted_by: str = ""  # the role's pattern that granted it
     scope_key: str = ""  # normalized assignment scope (computed once: grants are sorted and grouped a lot)
     breadth: int = 1  # BREADTH of scope_level
+    deny_caveats: tuple[str, ...] = ()  # deny assignments that remove this unless the principal is in an excluded group
 
     @cached_property
     def rank(self) -> tuple[int, int, int, str, str]:
@@ -257,6 +268,7 @@ class Grant:
             "assignment_id": self.assignment_id,
             "matched_action": self.matched_action,
             "granted_by": self.granted_by,
+            **({"deny_caveats": list(self.deny_caveats)} if self.deny_caveats else {}),
         }
 
 
@@ -458,22 +470,37 @@ class Rbac:
             hit = self._deny_cache[eval_key] = tuple((k, d) for k in keys for d in self._deny_by_scope.get(k, ()))
         return hit
 
-    def _denies_at(self, principal_id: str, eval_key: str) -> list[DenyAssignment]:
+    def _denies_at(self, principal_id: str, eval_key: str, below: bool = False) -> list[DenyAssignment]:
+        """Deny assignments that name `principal_id` (or Everyone) and do not exclude it, applying at `eval_key`.
+
+        `below`: judge at a scope strictly under `eval_key`, where no deny with doNotApplyToChildScopes applies.
+        """
         out = []
         for k, d in self._denies_over(eval_key):
-            if d.does_not_apply_to_child_scopes and k != eval_key:
+            if d.does_not_apply_to_child_scopes and (below or k != eval_key):
                 continue
-            if principal_id in d.exclude_principal_ids:
+            if principal_id in d.exclude_principal_ids or EVERYONE in d.exclude_principal_ids:
                 continue
             if principal_id in d.principal_ids or EVERYONE in d.principal_ids:
                 out.append(d)
         return out
 
-    def _denied(self, principal_id: str, eval_key: str, question: str, granted_by: str, data: bool) -> bool:
+    def _deny_verdict(
+        self, principal_id: str, eval_key: str, question: str, granted_by: str, data: bool, below: bool = False
+    ) -> DenyVerdict:
+        """Does a deny assignment remove this right? Only when sure: one that excludes a (possible) group can't be."""
         if not self._deny_by_scope:
-            return False
+            return NOT_DENIED
         q = None if question == str(NON_READ) else question
-        return any(_deny_removes(p, q, granted_by, data) for d in self._denies_at(principal_id, eval_key) for p in d.permissions)
+        caveats: list[str] = []
+        for d in self._denies_at(principal_id, eval_key, below):
+            if not any(_deny_removes(p, q, granted_by, data) for p in d.permissions):
+                continue
+            groups = possible_groups(d)
+            if not groups:
+                return REMOVED
+            caveats.append(deny_caveat(d, principal_id, groups))
+        return DenyVerdict(False, tuple(caveats)) if caveats else NOT_DENIED
 
     # -- read errors ------------------------------------------------------------------------------
 
@@ -503,11 +530,21 @@ class Rbac:
             grants, unresolved = self._scope_grants(k, query)
             ans.unresolved.extend(unresolved)
             eval_key = k if len(k) > len(target) else target  # a deny is judged where the right is used
-            done: set[str] = set()
+            chosen: dict[str, Grant] = {}  # assignment -> its grant, in first-seen order
             for g in grants:
-                if g.assignment_id in done or self._denied(g.principal_id, eval_key, g.matched_action, g.granted_by, data):
+                cur = chosen.get(g.assignment_id)
+                if cur is not None and not cur.deny_caveats:
                     continue
-                done.add(g.assignment_id)
+                # With include_below the right is used on resources under eval_key, out of reach of a deny that
+                # does not apply to child scopes (judged as `below`).
+                verdict = self._deny_verdict(g.principal_id, eval_key, g.matched_action, g.granted_by, data, include_below)
+                if verdict.removed:
+                    continue
+                if verdict.caveats:
+                    g = replace(g, deny_caveats=verdict.caveats)
+                if cur is None or not g.deny_caveats:  # a question no deny might remove beats a caveated one
+                    chosen[g.assignment_id] = g
+            for g in chosen.values():
                 if k == target and g.scope_level == "resource":
                     g = replace(g, inherited_from="this resource")
                 ans.grants.append(g)
@@ -531,10 +568,56 @@ class Rbac:
         role = self.role(g.role_id)
         if role is None:
             return None
+        caveated: str | None = None  # kept (fail closed) when only a deny excluding a possible group stands in the way
         for q, by in self.role_matches(role, make_query(actions, data)):
-            if not self._denied(g.principal_id, g.scope_key, q, by, data):
+            verdict = self._deny_verdict(g.principal_id, g.scope_key, q, by, data)
+            if verdict.removed:
+                continue
+            if not verdict.caveats:
                 return by
-        return None
+            caveated = caveated or by
+        return caveated
+
+
+@dataclass(frozen=True)
+class DenyVerdict:
+    """What the deny assignments over a scope do to one right: remove it for sure, or maybe (caveats)."""
+
+    removed: bool = False
+    caveats: tuple[str, ...] = ()
+
+
+NOT_DENIED = DenyVerdict()
+REMOVED = DenyVerdict(removed=True)
+
+
+def possible_groups(d: DenyAssignment) -> tuple[tuple[str, str], ...]:
+    """(id, type) of the deny's excluded principals that might contain others (no Graph: membership is unknown).
+
+    A missing type (hand-made data, a body without it) counts as a possible group: fail closed.
+    """
+    types = d.exclude_principal_types
+    out = []
+    for i, pid in enumerate(d.exclude_principal_ids):
+        ptype = types[i] if i < len(types) else ""
+        if ptype.strip().lower() not in LEAF_PRINCIPAL_TYPES:
+            out.append((pid, ptype))
+    return tuple(out)
+
+
+def deny_caveat(d: DenyAssignment, principal_id: str, groups: Sequence[tuple[str, str]]) -> str:
+    """`deny assignment 'X' would remove this unless P is a member of excluded group G`, for a reviewer to settle."""
+    names = []
+    for gid, gtype in groups:
+        if gtype.strip().lower() in GROUP_PRINCIPAL_TYPES:
+            names.append(f"excluded group {gid}")
+        else:
+            names.append(f"excluded principal {gid} (type {gtype or 'not reported'}: possibly a group)")
+    name = d.name or d.id
+    return (
+        f"deny assignment '{name}' at {describe_scope(d.scope)} would remove this unless {principal_id} is a member of"
+        f" {' or '.join(names)}"
+    )
 
 
 def _unresolved(ra: RoleAssignment) -> Unresolved:
@@ -615,6 +698,8 @@ def principal_fields(grants: Sequence[Grant], allowed: bool, **extra: Any) -> di
         "allowed": allowed,
         "grants": [g.evidence() for g in ordered],
     }
+    if caveats := list(dict.fromkeys(c for g in ordered for c in g.deny_caveats)):
+        evidence["deny_caveats"] = caveats  # a deny might remove these rights: group membership is unknown
     evidence.update(extra)
     return {
         "principal_id": first.principal_id,
@@ -632,6 +717,7 @@ def grant_flags(g: Grant) -> str:
         flags.append("PIM-eligible: can activate it at will")
     if g.conditional:
         flags.append("the assignment has an ABAC condition")
+    flags += g.deny_caveats
     return f" ({'; '.join(flags)})" if flags else ""
 
 

@@ -30,13 +30,29 @@ def _gallery_definitions(t: Template) -> dict[str, str]:
     return out
 
 
+_INDEX_ATTR = "_dr_producers_index"
+
+
+def producers_index(inv: Inventory) -> dict[str, list[Template]]:
+    """norm(image definition ID) -> the templates that distribute to it, in inventory order; built once per inventory.
+
+    Kept on the inventory object (like rbac.engine), so every template's AIB-DR-001 looks up instead of scanning
+    every other template. Rebuilt if the template list is replaced or grows: an inventory is not meant to change.
+    """
+    cached = vars(inv).get(_INDEX_ATTR)
+    if cached is not None and cached[0] is inv.templates and cached[1] == len(inv.templates):
+        return cached[2]
+    index: dict[str, list[Template]] = {}
+    for t in inv.templates:
+        for key in dict.fromkeys(ids.norm(d.gallery_image_id) for d in t.gallery_distributions if d.gallery_image_id):
+            index.setdefault(key, []).append(t)
+    vars(inv)[_INDEX_ATTR] = (inv.templates, len(inv.templates), index)
+    return index
+
+
 def _producers(inv: Inventory, definition_key: str, exclude: Template) -> list[Template]:
     """Other templates that distribute to the image definition."""
-    return [
-        other
-        for other in inv.templates
-        if other.key != exclude.key and definition_key in {ids.norm(d.gallery_image_id) for d in other.gallery_distributions}
-    ]
+    return [other for other in producers_index(inv).get(definition_key, ()) if other.key != exclude.key]
 
 
 def _template_list_errors(inv: Inventory) -> list[str]:

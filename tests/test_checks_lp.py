@@ -14,7 +14,7 @@ import pytest
 from auditor import ids
 from auditor.audit import run_audit, select_checks
 from auditor.findings import Finding, Status
-from auditor.inventory import Inventory, build_inventory
+from auditor.inventory import EVERYONE, Inventory, build_inventory
 from auditor.policy import Policy
 from auditor.snapshot import Snapshot
 from fixtures import builders as b
@@ -634,3 +634,92 @@ def test_unknown_template_identity_principal_is_one_error_in_every_check_that_ne
         [f] = [f for f in run(e, check_id) if f.status == Status.ERROR]
         assert f.resource_id == ident["id"], check_id
         assert f.detail == "the principal ID of template identity id-aib is unknown (the identity was not found: deleted?)"
+
+
+# --------------------------------------------------------------------------------------------- deny assignments and groups
+
+
+def _everyone_deny(scope: str, name: str, exclude: dict[str, str], child_scopes: bool = True) -> dict[str, Any]:
+    """A deny of every action for Everyone, minus `exclude` (principal ID -> type)."""
+    deny = b.deny_assignment(
+        scope, name, ["*"], [EVERYONE], list(exclude), principal_types={EVERYONE: "SystemDefined", **exclude}
+    )
+    deny["properties"]["doNotApplyToChildScopes"] = not child_scopes
+    return deny
+
+
+def test_lp001_deny_for_everyone_excluding_a_group_does_not_vouch_for_other_principals() -> None:
+    # The reviewer's case: Alice may be in the excluded group, so the deny may not stop her.
+    e = Estate()
+    e.template()
+    e.assign(b.rg_id(SUB, IMAGES), roles.CONTRIBUTOR, ALICE)
+    e.assign(b.sub_id(SUB), roles.CONTRIBUTOR, BOB)
+    e.res["denyAssignments"].append(_everyone_deny(b.rg_id(SUB, IMAGES), "Seal images", {GROUP: "Group"}))
+    findings = run(e, "AIB-LP-001")
+    assert not [f for f in findings if f.detail.startswith("no principal can run")]
+    caveat = (
+        f"deny assignment 'Seal images' at resource group {IMAGES} would remove this unless {{}} is a member of"
+        f" excluded group {GROUP}"
+    )
+    alice, bob = only(findings, ALICE), only(findings, BOB)
+    assert alice.status == Status.PASS and f"User {ALICE} can change the template through Contributor" in alice.detail
+    assert caveat.format(ALICE) in alice.detail and alice.evidence["deny_caveats"] == [caveat.format(ALICE)]
+    assert bob.status == Status.FAIL and f"the right comes from subscription {SUB}" in bob.detail
+    assert bob.evidence["grants"][0]["deny_caveats"] == [caveat.format(BOB)]
+
+
+def test_lp001_deny_for_everyone_excluding_only_named_principals_still_subtracts() -> None:
+    e = Estate()
+    e.template()
+    e.assign(b.rg_id(SUB, IMAGES), roles.CONTRIBUTOR, ALICE)
+    e.assign(b.rg_id(SUB, IMAGES), roles.CONTRIBUTOR, CAROL, "ServicePrincipal")
+    e.res["denyAssignments"].append(_everyone_deny(b.rg_id(SUB, IMAGES), "Seal images", {CAROL: "ServicePrincipal"}))
+    [f] = run(e, "AIB-LP-001")
+    assert f.status == Status.PASS and f.principal_id == CAROL and "deny_caveats" not in f.evidence
+
+
+def test_lp002_deny_not_applying_to_child_scopes_leaves_subscription_contributors_in_the_staging_rg() -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    e.assign(b.sub_id(SUB), roles.CONTRIBUTOR, ALICE)
+    tid = b.principal_of(ident)
+    e.res["denyAssignments"].append(_everyone_deny(staging_id(tpl), "Seal the RG", {tid: "ServicePrincipal"}, child_scopes=False))
+    findings = run(e, "AIB-LP-002")
+    alice = only(findings, ALICE)
+    assert alice.status == Status.FAIL and alice.role_scope == b.sub_id(SUB)
+    assert f"can change resources in staging resource group {b.staging_rg_name(tpl)}" in alice.detail
+    # The same deny applying to child scopes seals the resources too: only the template identity is left.
+    e.res["denyAssignments"][-1]["properties"]["doNotApplyToChildScopes"] = False
+    findings = run(e, "AIB-LP-002")
+    assert statuses(findings) == [Status.PASS, Status.PASS] and not [f for f in findings if f.principal_id == ALICE]
+
+
+def test_lp002_deny_listing_a_group_leaves_its_possible_members_own_grants() -> None:
+    e = Estate()
+    _ident, tpl = _with_template_identity(e)
+    e.assign(staging_id(tpl), roles.CONTRIBUTOR, GROUP, "Group")
+    e.assign(staging_id(tpl), roles.CONTRIBUTOR, ALICE)  # Alice may be in the group: her own grant still stands
+    e.res["denyAssignments"].append(
+        b.deny_assignment(staging_id(tpl), "no-admins", ["*"], [GROUP], principal_types={GROUP: "Group"})
+    )
+    findings = run(e, "AIB-LP-002")
+    assert not [f for f in findings if f.principal_id == GROUP]
+    alice = only(findings, ALICE)
+    assert alice.status == Status.FAIL and "deny_caveats" not in alice.evidence
+
+
+def test_lp003_failed_role_assignment_read_for_the_staging_rg_subscription_is_an_error() -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    e.assign(staging_id(tpl), roles.STORAGE_ACCOUNT_CONTRIBUTOR, ALICE)
+    e.fail_read("roleAssignments", b.sub_id(OTHER_SUB))  # another subscription's failure says nothing here
+    assert statuses(run(e, "AIB-LP-003")) == [Status.FAIL, Status.PASS]
+    e.fail_read("roleAssignments", b.sub_id(SUB))
+    findings = run(e, "AIB-LP-003")
+    # The known key lister stays a FAIL; the template identity's PASS and "no one else" are not vouched for.
+    assert statuses(findings) == [Status.FAIL, Status.ERROR]
+    alice, err = findings
+    assert f"could not read roleAssignments at /subscriptions/{SUB}" in err.detail
+    assert "needs Microsoft.Authorization/roleAssignments/read" in err.detail
+    assert err.resource_id == tpl["id"] and alice.principal_id == ALICE
+    assert not [f for f in findings if f.principal_id == b.principal_of(ident)]

@@ -750,3 +750,70 @@ def test_gal_002_003_evidence_per_distribution() -> None:
     }
     assert replicas["gallery"].evidence["replica_counts"] == {"westeurope": 3}
     assert "cannot set replicaCount" in replicas["old"].detail
+
+
+# --------------------------------------------------------------------------------------------- indexed lookups
+
+
+def _scan_locks(inv: Inventory, resource_id: str) -> list[Any]:
+    """The reference: every lock tested against the resource (what locks_applying_to did before its index)."""
+    return [lk for lk in inv.locks if inv.applies_at(lk.scope, resource_id)]
+
+
+def _scan_producers(inv: Inventory, definition_key: str, exclude: Any) -> list[Any]:
+    """The reference: every template compared with every other (what AIB-DR-001 did before its index)."""
+    return [
+        other
+        for other in inv.templates
+        if other.key != exclude.key and definition_key in {ids.norm(d.gallery_image_id) for d in other.gallery_distributions}
+    ]
+
+
+def _rows(inv: Inventory) -> list[tuple[Any, ...]]:
+    result = run_audit(inv, bound(*FUNCTIONS))
+    return [
+        (f.check_id, f.template_id, f.resource_id, f.status, f.detail, json.dumps(f.evidence, sort_keys=True))
+        for f in result.findings
+    ]
+
+
+def test_indexed_lookups_give_the_findings_of_a_full_scan_on_a_generated_estate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures.generate import generate
+
+    doc = generate(300)
+    indexed = _rows(build_inventory(Snapshot.from_dict(doc)))
+    monkeypatch.setattr(Inventory, "locks_applying_to", _scan_locks)
+    monkeypatch.setattr(disaster_recovery, "_producers", _scan_producers)
+    scanned = _rows(build_inventory(Snapshot.from_dict(doc)))
+    assert indexed == scanned
+    # The estate exercises both outcomes of every check the indexes serve.
+    for cid in ("AIB-LOCK-001", "AIB-LOCK-002", "AIB-DR-001", "AIB-GAL-001"):
+        assert {Status.PASS, Status.FAIL} <= {row[3] for row in indexed if row[0] == cid}, cid
+
+
+def test_locks_applying_to_matches_a_scan_at_every_level_and_management_group() -> None:
+    mg_a, mg_b = "/providers/Microsoft.Management/managementGroups/mg-a", "/providers/Microsoft.Management/managementGroups/mg-b"
+    t = tpl()
+    rg_scope = b.rg_id(SUB, RG).replace("resourceGroups", "resourcegroups").upper()
+    scopes = [t["id"], rg_scope, b.sub_id(SUB), b.rg_id(SUB, RG + "-old"), b.sub_id(SUB2), mg_a, mg_b, "/", t["id"] + "/extra"]
+    docs = [b.lock(s, f"lock-{i}", level="ReadOnly" if i % 2 else "CanNotDelete") for i, s in enumerate(scopes)]
+    for ancestors in (None, {SUB: [mg_a, "/"], SUB2: [mg_b]}):
+        inv = build_inventory(
+            Snapshot.from_dict(b.snapshot([SUB, SUB2], {"imageTemplates": [t], "locks": docs}, ancestors=ancestors))
+        )
+        targets = [t["id"], t["id"].upper(), rg_scope, b.sub_id(SUB), b.sub_id(SUB2), b.template_id(SUB2, RG, "x"), mg_a, "/", ""]
+        for target in targets:
+            assert inv.locks_applying_to(target) == _scan_locks(inv, target), (ancestors, target)
+    # Under mg-a only (ancestors recorded): the template gets its own, its RG's, its subscription's, mg-a's and root's.
+    assert [lk.name for lk in inv.locks_applying_to(t["id"])] == ["lock-0", "lock-1", "lock-2", "lock-5", "lock-7"]
+
+
+def test_lookup_indexes_follow_additions_to_the_inventory() -> None:
+    primary = tpl(distribute=[gallery_dist()])
+    inv = inventory({"imageTemplates": [primary]})
+    assert inv.locks_applying_to(primary["id"]) == [] and one("AIB-DR-001", inv).status == Status.FAIL
+    inv.locks.append(build_inventory(Snapshot.from_dict(b.snapshot([SUB], {"locks": [b.lock(b.sub_id(SUB), "late")]}))).locks[0])
+    standby = tpl("tpl-standby", location="northeurope", distribute=[gallery_dist(run_output="standby")])
+    inv.templates.append(build_inventory(Snapshot.from_dict(b.snapshot([SUB], {"imageTemplates": [standby]}))).templates[0])
+    assert [lk.name for lk in inv.locks_applying_to(primary["id"])] == ["late"]
+    assert one("AIB-DR-001", inv).status == Status.PASS

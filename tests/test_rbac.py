@@ -177,6 +177,112 @@ def test_deny_that_does_not_apply_to_child_scopes_stops_at_its_scope() -> None:
     assert principals(engine.who_can(WRITE, TPL)) == {BOB}
 
 
+GROUP = b.guid("group:image-admins")
+
+
+def everyone_deny(
+    scope: str, actions: list[str], exclude: list[str], types: dict[str, str], name: str = "seal"
+) -> dict[str, Any]:
+    """A deny for Everyone (type SystemDefined, as ARM reports it) with typed exclusions."""
+    return b.deny_assignment(scope, name, actions, [EVERYONE], exclude, principal_types={EVERYONE: "SystemDefined", **types})
+
+
+def test_deny_for_everyone_excluding_a_group_keeps_everyone_elses_grant_with_a_caveat() -> None:
+    # Alice might be a member of the excluded group: Graph is not read, so the deny cannot be counted on.
+    deny = everyone_deny(RG, ["*"], [GROUP], {GROUP: "Group"}, name="Seal templates")
+    inv = inventory([ra(RG, roles.CONTRIBUTOR, ALICE), ra(RG, roles.CONTRIBUTOR, GROUP, "Group")], denies=[deny])
+    by_pid = {g.principal_id: g for g in rbac.Rbac(inv).who_can(WRITE, TPL)}
+    assert set(by_pid) == {ALICE, GROUP}
+    assert by_pid[ALICE].deny_caveats == (
+        f"deny assignment 'Seal templates' at resource group rg-images would remove this unless {ALICE} is a member of"
+        f" excluded group {GROUP}",
+    )
+    assert by_pid[GROUP].deny_caveats == ()  # the group itself is excluded by name: nothing to caveat
+    evidence = rbac.principal_fields([by_pid[ALICE]], False)["evidence"]
+    assert evidence["deny_caveats"] == list(by_pid[ALICE].deny_caveats)
+    assert evidence["grants"][0]["deny_caveats"] == list(by_pid[ALICE].deny_caveats)
+    assert f"would remove this unless {ALICE} is a member of excluded group {GROUP}" in rbac.via([by_pid[ALICE]])
+
+
+@pytest.mark.parametrize(
+    ("excluded_type", "kept", "words"),
+    [
+        ("Group", True, f"excluded group {CAROL}"),
+        ("ForeignGroup", True, f"excluded group {CAROL}"),
+        ("Unknown", True, f"excluded principal {CAROL} (type Unknown: possibly a group)"),
+        ("", True, f"excluded principal {CAROL} (type not reported: possibly a group)"),
+        (None, True, f"excluded principal {CAROL} (type not reported: possibly a group)"),  # no `type` key at all
+        ("User", False, ""),
+        ("ServicePrincipal", False, ""),
+    ],
+)
+def test_deny_exclusions_that_might_hold_others_never_subtract(excluded_type: str | None, kept: bool, words: str) -> None:
+    deny = everyone_deny(RG, ["Microsoft.VirtualMachineImages/*"], [CAROL], {CAROL: excluded_type or ""})
+    if excluded_type is None:
+        del deny["properties"]["excludePrincipals"][0]["type"]
+    inv = inventory([ra(b.sub_id(SUB), roles.OWNER, ALICE)], denies=[deny])
+    ans = rbac.Rbac(inv).who_can(DELETE, TPL)
+    if not kept:
+        assert len(ans) == 0  # every excluded principal is a leaf: Alice is surely denied
+        return
+    [grant] = ans.grants
+    assert grant.principal_id == ALICE
+    assert grant.deny_caveats[0].endswith(f"unless {ALICE} is a member of {words}")
+
+
+def test_deny_excluding_everyone_applies_to_no_one() -> None:
+    deny = everyone_deny(RG, ["*"], [EVERYONE], {})
+    inv = inventory([ra(RG, roles.CONTRIBUTOR, ALICE)], denies=[deny])
+    [grant] = rbac.Rbac(inv).who_can(WRITE, TPL).grants
+    assert grant.principal_id == ALICE and grant.deny_caveats == ()
+
+
+def test_deny_listing_a_group_removes_only_the_groups_own_grants() -> None:
+    # Alice may be a member of the group, but her own assignment is hers: membership is not expanded.
+    deny = b.deny_assignment(RG, "no-admins", ["*"], [GROUP], principal_types={GROUP: "Group"})
+    inv = inventory([ra(RG, roles.OWNER, GROUP, "Group"), ra(RG, roles.OWNER, ALICE)], denies=[deny])
+    [grant] = rbac.Rbac(inv).who_can(WRITE, TPL).grants
+    assert grant.principal_id == ALICE and grant.deny_caveats == ()
+
+
+def test_a_sure_deny_wins_over_one_that_excludes_a_group() -> None:
+    maybe = everyone_deny(RG, ["*"], [GROUP], {GROUP: "Group"}, name="maybe")
+    sure = b.deny_assignment(b.sub_id(SUB), "sure", ["*/write"], [ALICE], principal_types={ALICE: "User"})
+    inv = inventory([ra(RG, roles.CONTRIBUTOR, ALICE)], denies=[maybe, sure])
+    engine = rbac.Rbac(inv)
+    assert len(engine.who_can(WRITE, TPL)) == 0
+    [grant] = engine.who_can(DELETE, TPL).grants  # "sure" covers writes only; "maybe" leaves a caveat
+    assert [c.split("'")[1] for c in grant.deny_caveats] == ["maybe"]
+
+
+def test_grant_can_keeps_a_right_that_only_a_deny_excluding_a_group_stands_against() -> None:
+    deny = everyone_deny(b.sub_id(SUB), ["*"], [GROUP], {GROUP: "Group"})
+    inv = inventory([ra(b.sub_id(SUB), roles.OWNER, ALICE)], denies=[deny])
+    engine = rbac.Rbac(inv)
+    [owner] = engine.rights_of(ALICE).grants
+    assert engine.grant_can(owner, ROLE_WRITE) == "*"
+    user_only = everyone_deny(b.sub_id(SUB), ["*"], [BOB], {BOB: "User"})
+    engine = rbac.Rbac(inventory([ra(b.sub_id(SUB), roles.OWNER, ALICE)], denies=[user_only]))
+    [owner] = engine.rights_of(ALICE).grants
+    assert engine.grant_can(owner, ROLE_WRITE) is None
+
+
+def test_include_below_judges_a_deny_not_applying_to_child_scopes_at_the_children() -> None:
+    # Contributor at the subscription; the RG itself is sealed, its resources are not.
+    deny = everyone_deny(RG, ["*"], [BOB], {BOB: "ServicePrincipal"})
+    deny["properties"]["doNotApplyToChildScopes"] = True
+    inv = inventory([ra(b.sub_id(SUB), roles.CONTRIBUTOR, ALICE), ra(STG, roles.CONTRIBUTOR, CAROL)], denies=[deny])
+    engine = rbac.Rbac(inv)
+    assert principals(engine.who_can(rbac.NON_READ, RG)) == set()  # on the RG itself the deny applies
+    below = engine.who_can(rbac.NON_READ, RG, include_below=True)
+    assert principals(below) == {ALICE, CAROL}
+    assert all(g.deny_caveats == () for g in below)
+    # Without doNotApplyToChildScopes the deny reaches every resource in the RG.
+    deny["properties"]["doNotApplyToChildScopes"] = False
+    inv = inventory([ra(b.sub_id(SUB), roles.CONTRIBUTOR, ALICE), ra(STG, roles.CONTRIBUTOR, CAROL)], denies=[deny])
+    assert principals(rbac.Rbac(inv).who_can(rbac.NON_READ, RG, include_below=True)) == set()
+
+
 def test_conditional_and_eligible_assignments_grant_and_are_flagged() -> None:
     cond = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'scripts'"
     inv = inventory(
