@@ -21,6 +21,7 @@ import pytest
 from auditor import cli
 from checks.registry import catalog
 from fixtures import builders as b
+from tests.conftest import read_lines
 
 SUB = "6f0c1a52-8a4e-4c52-9d0b-3c1d2e3f4a5b"
 LOCKS = ["--check", "AIB-LOCK-001", "--check", "AIB-LOCK-002"]
@@ -291,17 +292,11 @@ def test_script_without_a_usable_credential_exits_2(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.e2e
-def test_script_with_an_unreachable_endpoint_exits_2(tmp_path: Path) -> None:
+def test_script_with_an_unreachable_endpoint_exits_2(tmp_path: Path, refused_port: int) -> None:
     token = '{"accessToken": "stand-in-token", "expires_on": 9999999999, "tokenType": "Bearer"}'
     bin_dir = _stand_in_az(tmp_path, f"echo '{token}'\n")
-    port = _closed_port()
+    port = refused_port
     proc = _script(["--subscription", SUB, "--arm-endpoint", f"https://127.0.0.1:{port}"], _script_env(bin_dir))
     assert_one_line_error(proc.returncode, proc.stderr, f"127.0.0.1:{port}")
     assert proc.stdout == ""
@@ -415,7 +410,7 @@ def test_script_emulate_serves_the_estate_until_stopped(tmp_path: Path) -> None:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_script_env())
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
+        lines = read_lines(proc.stdout, 3)
         endpoint = lines[1].split(":", 1)[1].strip()
         bundle = lines[2].split(":", 1)[1].strip()
         assert endpoint.startswith("https://127.0.0.1:")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -21,6 +21,7 @@ from azure.core.pipeline.policies import RetryPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
+from auditor.audit import run_audit, select_checks
 from auditor.azure import (
     ArmClients,
     CallCounter,
@@ -34,10 +35,11 @@ from auditor.azure import (
 from auditor.collect import collect
 from auditor.emulator import Emulator, Faults
 from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
-from auditor.snapshot import KINDS, PERMISSIONS, Snapshot
+from auditor.inventory import build_inventory
+from auditor.snapshot import KINDS, PERMISSIONS, Snapshot, SnapshotError
 from fixtures import builders as b
 from fixtures import roles
-from tests.conftest import StartEmulator
+from tests.conftest import FakeClock, StartEmulator
 
 SUB = b.guid("collector-sub")
 OTHER = b.guid("collector-other-sub")  # not audited: holds a build-VM identity and a target gallery
@@ -156,12 +158,6 @@ def assert_same_documents(snap: Snapshot, estate: dict[str, Any], skip: tuple[st
 
 def run_collect(emu: Emulator, subs: list[str] | None = None, **kwargs: Any) -> Snapshot:
     return collect(subs or [SUB], StaticTokenCredential(), arm_endpoint=emu.endpoint, connection_verify=emu.ca_bundle, **kwargs)
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------------------------- completeness
@@ -291,9 +287,11 @@ def test_the_pipeline_refuses_a_write_before_it_leaves(emulator: StartEmulator) 
 # --------------------------------------------------------------------------------------------- faults
 
 
-def test_throttling_is_waited_out_and_the_snapshot_is_complete(emulator: StartEmulator) -> None:
+def test_throttling_is_waited_out_and_the_snapshot_is_complete(emulator: StartEmulator, clock_until_throttled: FakeClock) -> None:
     estate = full_estate()
-    emu = emulator(estate, faults=Faults(throttle=True, burst=5, refill_per_s=20.0))
+    # The buckets do not refill until the first 429, so the sixth read of a subscription is throttled however slow
+    # the machine; from then on they refill in real time, as ARM's do while the collector waits out Retry-After.
+    emu = emulator(estate, faults=Faults(throttle=True, burst=5, refill_per_s=20.0, clock=clock_until_throttled))
     snap = run_collect(emu)
     assert snap.errors == []
     assert_same_documents(snap, estate)
@@ -519,8 +517,8 @@ def test_a_subscription_id_must_be_a_guid() -> None:
         collect(["prod"], StaticTokenCredential(), arm_endpoint="https://127.0.0.1:1")
 
 
-def test_a_closed_port_is_an_endpoint_error() -> None:
-    port = closed_port()
+def test_a_closed_port_is_an_endpoint_error(refused_port: int) -> None:
+    port = refused_port
     with pytest.raises(EndpointError, match=rf"cannot reach ARM endpoint https://127.0.0.1:{port}: .*Connection refused"):
         collect([SUB], StaticTokenCredential(), arm_endpoint=f"https://127.0.0.1:{port}", retry_options=FAST_RETRY)
 
@@ -650,3 +648,104 @@ def test_progress_reports_short_steps(emulator: StartEmulator) -> None:
     assert f"listing role assignments in {SUB}" in steps
     assert "triggers 12/12" in steps
     assert all("\n" not in s and len(s) < 120 for s in steps)
+
+
+# --------------------------------------------------------------------------------------------- management-group ancestry
+
+MG_A = "/providers/Microsoft.Management/managementGroups/mg-a"
+MG_B = "/providers/Microsoft.Management/managementGroups/mg-b"
+
+
+def two_management_groups_estate() -> dict[str, Any]:
+    """SUB under mg-a, OTHER under mg-b, root above both: each subscription's RBAC lists show only its own."""
+    here = b.template(SUB, "rg-images", "here")
+    there = b.template(OTHER, "rg-images", "there")
+    resources = {
+        "imageTemplates": [here, there],
+        "resourceGroups": [
+            b.resource_group(SUB, "rg-images"),
+            b.resource_group(SUB, b.staging_rg_name(here)),
+            b.resource_group(OTHER, "rg-images"),
+            b.resource_group(OTHER, b.staging_rg_name(there)),
+        ],
+        "roleDefinitions": roles.builtin_roles(SUB),
+        "roleAssignments": [
+            b.role_assignment(MG_A, roles.OWNER, b.guid("p:mg-a-owner"), "User", sub=SUB),
+            b.role_assignment("/", roles.READER, b.guid("p:root-reader"), "User", sub=SUB),
+        ],
+        "denyAssignments": [b.deny_assignment(MG_B, "mg-b-deny", ["*/delete"], [b.guid("p:someone")])],
+        "roleEligibilityScheduleInstances": [b.eligibility(MG_B, roles.CONTRIBUTOR, b.guid("p:mg-b-oncall"), sub=OTHER)],
+    }
+    return b.snapshot([SUB, OTHER], resources, ancestors={SUB: [MG_A, "/"], OTHER: [MG_B, "/"]})
+
+
+def ancestry(snap: Snapshot) -> dict[str, set[str]]:
+    return {sub: {s.lower() for s in scopes} for sub, scopes in snap.subscription_ancestors.items()}
+
+
+def lp001_principals(snap: Snapshot) -> dict[str, set[str]]:
+    result = run_audit(build_inventory(snap), select_checks(["AIB-LP-001"]))
+    out: dict[str, set[str]] = {}
+    for f in result.findings:
+        out.setdefault(f.template_id.rsplit("/", 1)[-1], set()).update({f.principal_id} if f.principal_id else set())
+    return out
+
+
+def test_the_management_groups_above_each_subscription_are_recorded(emulator: StartEmulator, tmp_path: Path) -> None:
+    estate = two_management_groups_estate()
+    emu = emulator(estate)
+    snap = run_collect(emu, [SUB, OTHER])
+    assert snap.errors == []
+    # Role assignments (mg-a, root), deny assignments and PIM eligibilities (mg-b) each reveal an ancestor.
+    assert ancestry(snap) == {SUB: {MG_A.lower(), "/"}, OTHER: {MG_B.lower(), "/"}}
+    assert snap.to_dict()["subscriptionAncestors"] == snap.subscription_ancestors
+    # The Owner at mg-a is a writer of the template under mg-a only (the eligible Contributor at mg-b: the other).
+    assert lp001_principals(snap) == {"here": {b.guid("p:mg-a-owner")}, "there": {b.guid("p:mg-b-oncall")}}
+
+    # collect -> save -> emulate -> collect round-trips.
+    path = tmp_path / "snap.json"
+    snap.save(path)
+    saved = Snapshot.load(path)
+    assert saved.subscription_ancestors == snap.subscription_ancestors
+    again = run_collect(emulator(saved), [SUB, OTHER])
+    assert ancestry(again) == ancestry(snap) and again.errors == []
+    assert_same_documents(again, estate)
+
+
+def test_an_estate_without_ancestors_puts_every_management_group_above_every_subscription(emulator: StartEmulator) -> None:
+    estate = two_management_groups_estate()
+    del estate["subscriptionAncestors"]
+    snap = run_collect(emulator(estate), [SUB, OTHER])
+    both = {MG_A.lower(), MG_B.lower(), "/"}
+    assert ancestry(snap) == {SUB: both, OTHER: both}
+    writers = {b.guid("p:mg-a-owner"), b.guid("p:mg-b-oncall")}
+    assert lp001_principals(snap) == {"here": writers, "there": writers}
+
+
+def test_a_subscription_whose_rbac_list_failed_gets_no_ancestors(emulator: StartEmulator) -> None:
+    forbidden = f"/subscriptions/{OTHER}/providers/Microsoft.Authorization/denyAssignments"
+    emu = emulator(two_management_groups_estate(), faults=Faults(forbidden_scopes=(forbidden,)))
+    snap = run_collect(emu, [SUB, OTHER])
+    assert [(e.kind, e.scope) for e in snap.errors] == [("denyAssignments", f"/subscriptions/{OTHER}")]
+    # What OTHER's deny list would have shown is unknown: no entry, so every management group applies to it.
+    assert ancestry(snap) == {SUB: {MG_A.lower(), "/"}}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["/"], "must map subscription IDs"),
+        ({"prod": ["/"]}, "'prod' is not a subscription ID"),
+        ({SUB: "/"}, f"entry '{SUB}'"),
+        ({SUB: [f"/subscriptions/{SUB}"]}, f"lists '/subscriptions/{SUB}'"),
+        ({SUB: [f"{MG_A}/providers/Microsoft.Authorization/roleDefinitions/x"]}, "lists"),
+    ],
+)
+def test_snapshot_validates_subscription_ancestors(value: Any, message: str) -> None:
+    doc = b.snapshot([SUB], {})
+    doc["subscriptionAncestors"] = value
+    with pytest.raises(SnapshotError, match=re.escape(message)):
+        Snapshot.from_dict(doc)
+    # Absent means "not recorded": old snapshots load, and save without the field.
+    plain = Snapshot.from_dict(b.snapshot([SUB], {}))
+    assert plain.subscription_ancestors == {} and "subscriptionAncestors" not in plain.to_dict()

@@ -23,6 +23,7 @@ import pytest
 from auditor.emulator import Emulator, Faults, RequestRecord
 from fixtures import builders as b
 from fixtures import demo
+from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.e2e
 
@@ -324,8 +325,11 @@ def test_forbidden_role_assignments_make_the_lp_checks_error_and_exit_3(harness:
         assert run.status(name, check) == clean_run.status(name, check)
 
 
-def test_throttling_is_waited_out_and_changes_nothing(harness: Harness, clean_run: ScriptRun) -> None:
-    run = harness.run(Faults(throttle=True, burst=10, refill_per_s=20.0))
+def test_throttling_is_waited_out_and_changes_nothing(
+    harness: Harness, clean_run: ScriptRun, clock_until_throttled: FakeClock
+) -> None:
+    # No refill until the first 429 (so throttling is certain however slow the machine), real time after it.
+    run = harness.run(Faults(throttle=True, burst=10, refill_per_s=20.0, clock=clock_until_throttled))
     assert (run.code, run.stderr) == (1, "")
     assert_quiet(run)
     assert run.throttled > 0 and any(r.status == 429 for r in run.requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import pytest
 import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import DecodeError, HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.imagebuilder import ImageBuilderClient
@@ -26,9 +28,11 @@ from azure.mgmt.resource.locks import ManagementLockClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from auditor.emulator import Emulator, Faults, RequestRecord, serve
+from auditor.emulator.faults import FaultInjector
 from auditor.errors import UsageError
 from auditor.snapshot import SnapshotError
 from fixtures import builders as b
+from tests.conftest import FakeClock, read_lines
 
 SUB = "11111111-1111-1111-1111-111111111111"
 SUB2 = "22222222-2222-2222-2222-222222222222"
@@ -386,7 +390,8 @@ def test_sdk_delete_is_refused_and_the_template_survives(fresh: Emulator) -> Non
 
 
 def test_empty_bucket_gives_429_with_retry_after_per_subscription() -> None:
-    with Emulator(ESTATE, faults=Faults(throttle=True, burst=2, refill_per_s=0.5)) as emu:
+    clock = FakeClock()  # stands still: the bucket refills only when the test moves time on
+    with Emulator(ESTATE, faults=Faults(throttle=True, burst=2, refill_per_s=0.5, clock=clock)) as emu:
         path = f"/subscriptions/{SUB}/resourcegroups"
         ok1, ok2, throttled = (raw(emu, "GET", path) for _ in range(3))
         assert (ok1.status_code, ok2.status_code) == (200, 200)
@@ -397,17 +402,42 @@ def test_empty_bucket_gives_429_with_retry_after_per_subscription() -> None:
         assert throttled.headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
         assert raw(emu, "GET", f"/subscriptions/{SUB2}/resourcegroups").status_code == 200  # its own bucket
         assert emu.throttled == 1 and emu.calls == 4
+        clock.advance(2.0)  # waiting out Retry-After is enough
+        assert raw(emu, "GET", path).status_code == 200
+        assert emu.throttled == 1 and emu.calls == 5
+
+
+class SleepRecordingTransport(RequestsTransport):
+    """The SDK's retry policy sleeps through its transport: really sleep, note how long, and let the emulator's fake
+    clock see that time pass, so its bucket refills while the client waits and at no other time."""
+
+    def __init__(self, clock: FakeClock, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.slept: list[float] = []
+
+    def sleep(self, duration: float) -> None:
+        self.slept.append(duration)
+        time.sleep(duration)
+        self.clock.advance(duration)
 
 
 def test_sdk_retry_waits_out_the_throttle() -> None:
-    with Emulator(ESTATE, page_size=1, faults=Faults(throttle=True, burst=3, refill_per_s=10.0)) as emu:
+    clock = FakeClock()
+    with Emulator(ESTATE, page_size=1, faults=Faults(throttle=True, burst=5, refill_per_s=10.0, clock=clock)) as emu:
+        transport = SleepRecordingTransport(clock, connection_verify=emu.ca_bundle)
+        client = ImageBuilderClient(
+            StaticCredential(), SUB, base_url=emu.endpoint, transport=transport, retry_backoff_factor=0.01
+        )
         started = time.monotonic()
-        listed = list(sdk(ImageBuilderClient, emu, SUB).virtual_machine_image_templates.list())
+        listed = list(client.virtual_machine_image_templates.list())
         elapsed = time.monotonic() - started
         assert len(listed) == len(TEMPLATES)
-        assert emu.throttled >= 1 and elapsed >= 1.0  # Retry-After is whole seconds, >= 1
-        statuses = [r.status for r in emu.requests]
-        assert statuses.count(200) == len(TEMPLATES) and statuses.count(429) == emu.throttled
+        # Five pages empty the bucket; the sixth is refused with Retry-After: 1 (one token at 10/s, in whole
+        # seconds). The SDK waits that second, not its 0.01 s backoff, and the retry and the last page pass.
+        assert [r.status for r in emu.requests] == [200] * 5 + [429] + [200] * 2
+        assert emu.throttled == 1
+        assert transport.slept == [1.0] and elapsed >= 1.0
 
 
 def test_forbidden_scope_surfaces_as_403_in_the_sdk() -> None:
@@ -463,22 +493,47 @@ def test_server_errors_are_seeded_and_retried_by_the_sdk() -> None:
     assert all(r.headers["Retry-After"] == "1" for r in replies if r.status_code == 503)
 
 
-def test_latency_is_added_and_requests_run_concurrently() -> None:
-    with Emulator(ESTATE, faults=Faults(latency_ms=200)) as emu:
-        results: list[int] = []
+def test_latency_is_added_and_requests_run_concurrently(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrency is proven inside the server, not by the wall clock: every handler holds at the injected delay
+    until all six requests are in flight at once, which a server answering one at a time never reaches."""
+    clients = 6
+    faults = Faults(latency_ms=200)
+    together = threading.Barrier(clients, timeout=8)  # under raw()'s 10 s read timeout; a serial server breaks it
+    counts = {"in_flight": 0, "most": 0}
+    counts_lock = threading.Lock()
+    original_delay = FaultInjector.delay
+
+    def delay(self: FaultInjector) -> None:
+        if self.faults is not faults:
+            return original_delay(self)
+        with counts_lock:
+            counts["in_flight"] += 1
+            counts["most"] = max(counts["most"], counts["in_flight"])
+        with contextlib.suppress(threading.BrokenBarrierError):  # the assertion on counts["most"] says what went wrong
+            together.wait()
+        try:
+            original_delay(self)
+        finally:
+            with counts_lock:
+                counts["in_flight"] -= 1
+
+    monkeypatch.setattr(FaultInjector, "delay", delay)
+    with Emulator(ESTATE, faults=faults) as emu:
+        results: list[tuple[int, float]] = []
 
         def get() -> None:
-            results.append(raw(emu, "GET", b.sub_id(SUB)).status_code)
+            started = time.monotonic()
+            status = raw(emu, "GET", b.sub_id(SUB)).status_code
+            results.append((status, time.monotonic() - started))
 
-        threads = [threading.Thread(target=get) for _ in range(6)]
-        started = time.monotonic()
+        threads = [threading.Thread(target=get) for _ in range(clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.monotonic() - started
-    assert results == [200] * 6
-    assert 0.2 <= elapsed < 1.0  # six 200 ms requests overlap
+    assert [status for status, _ in results] == [200] * clients
+    assert counts["most"] == clients, f"at most {counts['most']} of {clients} requests were in the server at once"
+    assert all(elapsed >= 0.2 for _, elapsed in results)  # the 200 ms latency is added (a lower bound: load only adds)
 
 
 def test_faults_are_validated() -> None:
@@ -517,10 +572,15 @@ def test_lifecycle_binds_loopback_and_cleans_up() -> None:
     started = time.monotonic()
     emu.stop()
     session.close()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # far below the handlers' 60 s idle timeout it must not wait for
     emu.stop()  # idempotent
     assert not bundle.exists()
-    assert {t.ident for t in threading.enumerate()} <= before
+    # Handler threads are daemons, which server_close() does not join: give them time to end rather than assume
+    # they already have (on a busy machine they may still be unwinding), then insist that none is left.
+    leftover = [t for t in threading.enumerate() if t.ident not in before]
+    for thread in leftover:
+        thread.join(timeout=10)
+    assert [t.name for t in leftover if t.is_alive()] == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{emu.endpoint}/subscriptions", verify=False, timeout=2)
 
@@ -546,7 +606,7 @@ def test_serve_prints_endpoint_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code, str(estate)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
+        lines = read_lines(proc.stdout, 3)
         endpoint = lines[1].split()[-1]
         bundle = lines[2].split()[-1]
         r = requests.get(
@@ -577,3 +637,48 @@ def test_default_azure_credential_with_a_stand_in_az(tmp_path: Path, monkeypatch
         client = ImageBuilderClient(credential, SUB, base_url=emu.endpoint, connection_verify=emu.ca_bundle)
         assert client.virtual_machine_image_templates.get("rg-aib", "tpl-2").name == "tpl-2"
         credential.close()
+
+
+# --- management-group ancestry --------------------------------------------------------------------------------
+
+MG_A = "/providers/Microsoft.Management/managementGroups/mg-a"
+MG_B = "/providers/Microsoft.Management/managementGroups/mg-b"
+
+
+def test_management_group_documents_are_served_only_above_their_subscriptions() -> None:
+    """With `subscriptionAncestors`, an assignment at mg-a is above SUB (under mg-a) and not above SUB2 (under mg-b);
+    so are deny assignments, PIM eligibilities and the role definitions assignable at a management group."""
+    mg_role = b.role_definition(
+        b.guid("mg-a-role"), "MG-A role", ["*/read"], custom=True, assignable_scopes=[MG_A], defined_at=MG_A
+    )
+    estate = b.snapshot(
+        [SUB, SUB2],
+        {
+            "roleAssignments": [
+                b.role_assignment(MG_A, READER, "p-mg-a", sub=SUB),
+                b.role_assignment(MG_B, READER, "p-mg-b", sub=SUB2),
+                b.role_assignment("/", READER, "p-root", sub=SUB),
+                b.role_assignment(b.sub_id(SUB2), READER, "p-sub2", sub=SUB2),
+            ],
+            "roleDefinitions": [b.role_definition(READER, "Reader", ["*/read"], sub=SUB), mg_role],
+            "denyAssignments": [b.deny_assignment(MG_A, "mg-a-deny", ["*/delete"], ["p-x"])],
+            "roleEligibilityScheduleInstances": [b.eligibility(MG_B, CONTRIB, "p-mg-b-eligible", sub=SUB2)],
+        },
+        ancestors={SUB: [MG_A, "/"], SUB2: [MG_B.upper()]},
+    )
+    with Emulator(estate) as emu:
+        one = sdk(AuthorizationManagementClient, emu, SUB)
+        two = sdk(AuthorizationManagementClient, emu, SUB2)
+        assert principals(one.role_assignments.list_for_subscription(filter="atScope()")) == ["p-mg-a", "p-root"]
+        assert principals(two.role_assignments.list_for_subscription()) == ["p-mg-b", "p-sub2"]  # no root: not listed
+        assert principals(two.role_assignments.list_for_scope(b.rg_id(SUB2, "rg"), filter="atScope()")) == ["p-mg-b", "p-sub2"]
+        assert [d.deny_assignment_name for d in one.deny_assignments.list()] == ["mg-a-deny"]
+        assert list(two.deny_assignments.list()) == []
+        assert [i.principal_id for i in two.role_eligibility_schedule_instances.list_for_scope(b.sub_id(SUB2))] == [
+            "p-mg-b-eligible"
+        ]
+        assert list(one.role_eligibility_schedule_instances.list_for_scope(b.sub_id(SUB))) == []
+        assert sorted(d.role_name for d in one.role_definitions.list(b.sub_id(SUB))) == ["MG-A role", "Reader"]
+        assert [d.role_name for d in two.role_definitions.list(b.sub_id(SUB2))] == ["Reader"]
+        # At a management group: root above it, and below it only the subscriptions under it.
+        assert principals(one.role_assignments.list_for_scope(MG_B)) == ["p-mg-b", "p-root", "p-sub2"]

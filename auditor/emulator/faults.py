@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from auditor.ids import norm, subscription_of
 
@@ -32,6 +32,9 @@ class Faults:
     forbidden_scopes: tuple[str, ...] = ()
     broken_paths: tuple[str, ...] = ()
     seed: int = 0
+    # Monotonic seconds for the throttle buckets; tests pass a fake clock so that whether a read is throttled
+    # does not depend on how fast the machine is. Not part of equality: a clock is not a setting.
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -99,7 +102,7 @@ class FaultInjector:
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = TokenBucket(self.faults.burst, self.faults.refill_per_s)
+                bucket = self._buckets[key] = TokenBucket(self.faults.burst, self.faults.refill_per_s, self.faults.clock)
             return bucket.take()
 
     def server_error(self) -> int | None:
