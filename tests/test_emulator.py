@@ -575,12 +575,8 @@ def test_lifecycle_binds_loopback_and_cleans_up() -> None:
     assert time.monotonic() - started < 30  # far below the handlers' 60 s idle timeout it must not wait for
     emu.stop()  # idempotent
     assert not bundle.exists()
-    # Handler threads are daemons, which server_close() does not join: give them time to end rather than assume
-    # they already have (on a busy machine they may still be unwinding), then insist that none is left.
-    leftover = [t for t in threading.enumerate() if t.ident not in before]
-    for thread in leftover:
-        thread.join(timeout=10)
-    assert [t.name for t in leftover if t.is_alive()] == []
+    # stop() joins every handler thread (they are not daemons): none may be left the moment it returns.
+    assert [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()] == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{emu.endpoint}/subscriptions", verify=False, timeout=2)
 

@@ -320,7 +320,10 @@ def _forbidden(authorization: str, action: str, scope: str, rate_headers: dict[s
 class _Server(ThreadingHTTPServer):
     """Threads per connection; TLS handshakes happen in the connection's thread, not the accept loop."""
 
-    daemon_threads = True
+    # Non-daemon handler threads are tracked by ThreadingMixIn and joined by server_close() (block_on_close), so
+    # stop() returns only when no handler is left running; close_connections() first wakes any blocked on a socket.
+    daemon_threads = False
+    block_on_close = True
     request_queue_size = 128
 
     def __init__(
