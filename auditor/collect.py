@@ -42,6 +42,7 @@ from azure.core.pipeline import PipelineResponse
 from auditor import __version__, ids
 from auditor.azure import DEFAULT_ARM_ENDPOINT, ArmClients, WriteRefused, credential_error
 from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
+from auditor.inventory import Template, parse_role_assignment, parse_template
 from auditor.snapshot import Snapshot
 
 Progress = Callable[[str], None]
@@ -296,31 +297,8 @@ def _rg_and_name(resource_id: str) -> tuple[str, str]:
     return ids.resource_group_of(resource_id) or "", ids.name_of(resource_id)
 
 
-def _gallery_of(gallery_image_id: str) -> str | None:
-    """`.../galleries/{g}` (original case) from an image definition or version ID."""
-    parts = gallery_image_id.strip().rstrip("/").split("/")
-    low = [p.lower() for p in parts]
-    if "galleries" in low and low.index("galleries") + 1 < len(parts):
-        i = low.index("galleries")
-        return "/" + "/".join(p for p in parts[: i + 2] if p)
-    return None
-
-
-def _props(doc: Doc) -> Doc:
-    p = doc.get("properties")
-    return p if isinstance(p, dict) else {}
-
-
 # RBAC lists whose management-group and root entries say what is above a subscription.
 _ANCESTOR_KINDS = ("roleAssignments", "denyAssignments", "roleEligibilityScheduleInstances")
-
-
-def _assignment_scope(doc: Doc) -> str:
-    """Where an assignment (or deny assignment, or eligibility) sits: `properties.scope`, else its ID's prefix."""
-    scope = _props(doc).get("scope")
-    if isinstance(scope, str) and scope.strip():
-        return scope.strip()
-    return ids.owner_scope_of_extension(str(doc.get("id") or ""), "/providers/Microsoft.Authorization/")
 
 
 class _Collector:
@@ -408,7 +386,7 @@ class _Collector:
                 failed.add(sub)
                 continue
             for doc in out.docs:
-                scope = _assignment_scope(doc)
+                scope = parse_role_assignment(doc).scope
                 if ids.is_above_subscription(scope):
                     found[sub].setdefault(ids.norm(scope), scope)
         for sub, scopes in found.items():
@@ -453,8 +431,9 @@ class _Collector:
     # ----------------------------------------------------------------------------------------- phase 2
 
     def follow_references(self) -> None:
-        templates = list(self._docs("imageTemplates"))
-        trigger_reads = [self._trigger_read(t) for t in templates if t.get("id")]
+        # The inventory's own parser reads the references (pure JSON -> dataclasses): one reading of a template.
+        templates = [parse_template(d) for d in self._docs("imageTemplates") if d.get("id")]
+        trigger_reads = [self._trigger_read(t) for t in templates]
         others = self._staging_rg_reads(templates) + self._role_definition_reads() + self._identity_reads(templates)
         others += self._gallery_reads(templates)
         if trigger_reads:
@@ -462,21 +441,19 @@ class _Collector:
         # One batch keeps the pool busy; triggers (submitted first) are reported as they complete.
         self._run_all(trigger_reads + others, counted=len(trigger_reads), label="triggers")
 
-    def _trigger_read(self, template: Doc) -> _Read:
-        tid = str(template["id"])
+    def _trigger_read(self, template: Template) -> _Read:
+        tid = template.id
         rg, name = _rg_and_name(tid)
         ib = self.arm.imagebuilder(ids.subscription_of(tid) or "")
         return _Read("triggers", tid, ib.triggers.list_by_image_template, (rg, name))
 
-    def _staging_rg_reads(self, templates: list[Doc]) -> list[_Read]:
+    def _staging_rg_reads(self, templates: list[Template]) -> list[_Read]:
         known = self._known("resourceGroups")
         wanted: dict[str, str] = {}
         for t in templates:
-            p = _props(t)
-            staging = str(p.get("exactStagingResourceGroup") or p.get("stagingResourceGroup") or "").strip()
-            if not staging:
+            if not t.staging_rg_id:
                 continue
-            rg_id = "/" + staging.strip("/")
+            rg_id = "/" + t.staging_rg_id.strip().strip("/")
             key = ids.norm(rg_id)
             if ids.scope_level(rg_id) != "resourceGroup" or key in known or self._list_failed("resourceGroups", rg_id):
                 continue
@@ -493,13 +470,12 @@ class _Collector:
         wanted: dict[str, str] = {}
         for kind in ("roleAssignments", "roleEligibilityScheduleInstances"):
             for doc in self._docs(kind):
-                rd_id = str(_props(doc).get("roleDefinitionId") or "").strip()
-                guid = ids.name_of(rd_id).lower()
+                ra = parse_role_assignment(doc)
+                rd_id, guid = ra.role_definition_id.strip(), ra.role_guid
                 if not guid or guid in listed or guid in wanted:
                     continue
                 # A failed list is already an error that covers its subscription; don't GET around it.
-                scope = str(_props(doc).get("scope") or doc.get("id") or "")
-                if self._list_failed("roleDefinitions", rd_id) or self._list_failed("roleDefinitions", scope):
+                if self._list_failed("roleDefinitions", rd_id) or self._list_failed("roleDefinitions", ra.scope):
                     continue
                 wanted[guid] = rd_id
         reads = []
@@ -509,15 +485,11 @@ class _Collector:
             reads.append(_Read("roleDefinitions", rd_id, auth.role_definitions.get_by_id, (rd_id,), single=True))
         return reads
 
-    def _identity_reads(self, templates: list[Doc]) -> list[_Read]:
+    def _identity_reads(self, templates: list[Template]) -> list[_Read]:
         known = self._known("userAssignedIdentities")
         wanted: dict[str, str] = {}
         for t in templates:
-            identity = t.get("identity") if isinstance(t.get("identity"), dict) else {}
-            uai = identity.get("userAssignedIdentities") if isinstance(identity.get("userAssignedIdentities"), dict) else {}
-            vm = _props(t).get("vmProfile") if isinstance(_props(t).get("vmProfile"), dict) else {}
-            build_vm = vm.get("userAssignedIdentities") if isinstance(vm.get("userAssignedIdentities"), list) else []
-            for ident in [*uai.keys(), *build_vm]:
+            for ident in [*t.identity_ids, *t.build_vm_identity_ids]:
                 ident_id = "/" + str(ident).strip().strip("/")
                 key = ids.norm(ident_id)
                 if key in known or key in wanted or not ids.subscription_of(ident_id):
@@ -532,19 +504,15 @@ class _Collector:
             reads.append(_Read("userAssignedIdentities", ident_id, msi.user_assigned_identities.get, (rg, name), single=True))
         return reads
 
-    def _target_galleries(self, templates: list[Doc]) -> dict[str, str]:
+    def _target_galleries(self, templates: list[Template]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for t in templates:
-            distribute = _props(t).get("distribute")
-            for d in distribute if isinstance(distribute, list) else []:
-                if not isinstance(d, dict) or str(d.get("type", "")).lower() != "sharedimage":
-                    continue
-                gid = _gallery_of(str(d.get("galleryImageId") or ""))
-                if gid and ids.subscription_of(gid):
-                    out.setdefault(ids.norm(gid), gid)
+        for d in (d for t in templates for d in t.gallery_distributions):
+            gid = "/" + d.gallery_id.strip("/") if d.gallery_id else None
+            if gid and ids.subscription_of(gid):
+                out.setdefault(ids.norm(gid), gid)
         return out
 
-    def _gallery_reads(self, templates: list[Doc]) -> list[_Read]:
+    def _gallery_reads(self, templates: list[Template]) -> list[_Read]:
         known = self._known("galleries")
         reads = []
         for key, gid in self._target_galleries(templates).items():
