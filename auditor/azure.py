@@ -29,10 +29,8 @@ from azure.mgmt.resource.locks import ManagementLockClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
-from auditor import __version__
+from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.errors import CredentialError, UsageError
-
-DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 
 # ARM host -> token audience. Sovereign clouds have their own; anything else (the emulator, a private
 # endpoint, Azure Stack is out of scope) asks for a public-cloud ARM token.

@@ -25,7 +25,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from auditor import __version__, ids
+from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
 from auditor.errors import UsageError
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, exit_code_for, render
 from auditor.snapshot import Snapshot
@@ -36,7 +36,6 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click.exceptions import ClickException  # type: ignore[no-redef]
 
 PROG = "aib-audit"
-DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 EMULATOR_HOST = "127.0.0.1"  # the emulator serves loopback only: it hands out estates without real auth
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items()) + "."
@@ -82,18 +81,6 @@ class AuditOptions:
     source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
 
 
-def parse_subscriptions(values: list[str]) -> list[str]:
-    """GUIDs, lower case, duplicates dropped, order kept. Checked before any credential is touched."""
-    out: list[str] = []
-    for raw in values:
-        sub = raw.strip()
-        if not ids.is_guid(sub):
-            raise UsageError(f"'{raw}' is not a subscription ID (a GUID)")
-        if sub.lower() not in out:
-            out.append(sub.lower())
-    return out
-
-
 def validate(opts: AuditOptions) -> None:
     """Exactly one source, and no option that the chosen source would silently ignore."""
     given = [
@@ -104,7 +91,7 @@ def validate(opts: AuditOptions) -> None:
     if len(given) > 1:
         raise UsageError(f"give only one of --subscription, --demo and --snapshot (got {' and '.join(given)})")
     opts.source = "live" if opts.subscriptions else "demo" if opts.demo else "snapshot"
-    opts.subscriptions = parse_subscriptions(opts.subscriptions)
+    opts.subscriptions = ids.subscription_ids(opts.subscriptions)
     if opts.arm_endpoint is not None:
         if not opts.subscriptions:
             raise UsageError("--arm-endpoint only applies to --subscription")

@@ -39,8 +39,8 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineResponse
 
-from auditor import __version__, ids
-from auditor.azure import DEFAULT_ARM_ENDPOINT, ArmClients, WriteRefused, credential_error
+from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
+from auditor.azure import ArmClients, WriteRefused, credential_error
 from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
 from auditor.inventory import Template, parse_role_assignment, parse_template
 from auditor.snapshot import Snapshot
@@ -209,21 +209,6 @@ def _run(read: _Read) -> _Outcome:
 # --------------------------------------------------------------------------------------------- the collector
 
 
-def _parse_subscriptions(subscriptions: list[str]) -> list[str]:
-    out: list[str] = []
-    for raw in subscriptions:
-        sub = (raw or "").strip()
-        if sub.lower().startswith("/subscriptions/"):
-            sub = sub.split("/")[2]
-        if not ids.is_guid(sub):
-            raise SubscriptionError(f"'{raw}' is not a subscription ID (expected a GUID)")
-        if sub.lower() not in out:
-            out.append(sub.lower())
-    if not out:
-        raise SubscriptionError("no subscription to audit")
-    return out
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -244,7 +229,9 @@ def collect(
     pointless; everything else is recorded in `snapshot.errors`. `retry_options` are passed to the SDK's
     RetryPolicy (e.g. `retry_backoff_factor`); by default its own defaults apply.
     """
-    subs = _parse_subscriptions(subscriptions)
+    subs = ids.subscription_ids(subscriptions)
+    if not subs:
+        raise SubscriptionError("no subscription to audit")
     say = progress or (lambda _msg: None)
     started = _now()
     snap = Snapshot(subscriptions=subs)

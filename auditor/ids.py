@@ -139,3 +139,20 @@ def owner_scope_of_extension(resource_id: str | None, provider_segment: str) -> 
     if idx < 0:
         return s
     return s[:idx] or ROOT
+
+
+def subscription_ids(values: list[str]) -> list[str]:
+    """Subscription GUIDs from user input (`<guid>` or `/subscriptions/<guid>`): lower case, duplicates dropped,
+    order kept. Raises SubscriptionError (exit 2) for anything else, before any credential is touched."""
+    from auditor.errors import SubscriptionError  # errors.py is import-free; kept local so ids stays a leaf module
+
+    out: list[str] = []
+    for raw in values:
+        sub = (raw or "").strip()
+        if sub.lower().startswith("/subscriptions/"):
+            sub = sub.split("/")[2]
+        if not is_guid(sub):
+            raise SubscriptionError(f"'{raw}' is not a subscription ID (a GUID)")
+        if sub.lower() not in out:
+            out.append(sub.lower())
+    return out
