@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
+from functools import lru_cache
 
 # Per audited subscription (lower-case GUID): the normalized management-group and root scopes ARM reported above it.
 Ancestors = Mapping[str, Collection[str]]
@@ -156,3 +157,18 @@ def subscription_ids(values: list[str]) -> list[str]:
         if sub.lower() not in out:
             out.append(sub.lower())
     return out
+
+
+@lru_cache(maxsize=65536)
+def describe_scope(scope: str) -> str:
+    """Where an assignment or lock sits, in words: "management group contoso-root", "resource group rg-images"."""
+    level = scope_level(scope)
+    if level == "root":
+        return "root"
+    if level == "managementGroup":
+        return f"management group {name_of(scope)}"
+    if level == "subscription":
+        return f"subscription {subscription_of(scope) or name_of(scope)}"
+    if level == "resourceGroup":
+        return f"resource group {resource_group_of(scope) or name_of(scope)}"
+    return f"resource {name_of(scope)}"

@@ -327,21 +327,6 @@ class Answer:
         return out
 
 
-@lru_cache(maxsize=65536)
-def describe_scope(scope: str) -> str:
-    """Where an assignment sits, in words (who_can says "this resource" for the resource asked about)."""
-    level = ids.scope_level(scope)
-    if level == "root":
-        return "root"
-    if level == "managementGroup":
-        return f"management group {ids.name_of(scope)}"
-    if level == "subscription":
-        return f"subscription {ids.subscription_of(scope) or ids.name_of(scope)}"
-    if level == "resourceGroup":
-        return f"resource group {ids.resource_group_of(scope) or ids.name_of(scope)}"
-    return f"resource {ids.name_of(scope)}"
-
-
 def by_rank(grants: Iterable[Grant]) -> list[Grant]:
     """Grants, most significant first (see Grant.rank)."""
     return sorted(grants, key=_rank)
@@ -453,7 +438,7 @@ class Rbac:
                 if role is None:
                     unresolved.append(_unresolved(ra))
                     continue
-                where = describe_scope(ra.scope)
+                where = ids.describe_scope(ra.scope)
                 grants += (_grant(ra, role, where, q, by) for q, by in self.role_matches(role, query))
             cached = self._scope_cache[key] = (tuple(grants), tuple(unresolved))
         return cached
@@ -559,7 +544,7 @@ class Rbac:
             if role is None:
                 ans.unresolved.append(_unresolved(ra))
                 continue
-            ans.grants.append(_grant(ra, role, describe_scope(ra.scope)))
+            ans.grants.append(_grant(ra, role, ids.describe_scope(ra.scope)))
         ans.grants.sort(key=_rank)
         return ans
 
@@ -615,7 +600,7 @@ def deny_caveat(d: DenyAssignment, principal_id: str, groups: Sequence[tuple[str
             names.append(f"excluded principal {gid} (type {gtype or 'not reported'}: possibly a group)")
     name = d.name or d.id
     return (
-        f"deny assignment '{name}' at {describe_scope(d.scope)} would remove this unless {principal_id} is a member of"
+        f"deny assignment '{name}' at {ids.describe_scope(d.scope)} would remove this unless {principal_id} is a member of"
         f" {' or '.join(names)}"
     )
 

@@ -79,18 +79,9 @@ def _templates_table(result: AuditResult) -> Table:
 
 
 def _where(scope: str, template_id: str) -> str:
-    """A short name for an assignment's scope; the CSV and JSON carry the full ID."""
-    level = ids.scope_level(scope)
-    if level == "root":
-        return "root (/)"
-    if level == "managementGroup":
-        return f"management group {ids.name_of(scope)}"
-    if level == "subscription":
-        sub = ids.subscription_of(scope)
-        return "its subscription" if sub == ids.subscription_of(template_id) else f"subscription {sub}"
-    if level == "resourceGroup":
-        return f"resource group {ids.resource_group_of(scope)}"
-    return ids.name_of(scope)
+    """A short name for an assignment's scope (the CSV and JSON carry the full ID)."""
+    same_sub = ids.scope_level(scope) == "subscription" and ids.subscription_of(scope) == ids.subscription_of(template_id)
+    return "its subscription" if same_sub else ids.describe_scope(scope)
 
 
 def _detail_cell(f: Finding) -> Text:
