@@ -25,6 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check auditor checks fixtures tests
+	$(BIN)/mypy
 
 cassettes: $(STAMP)
 	$(BIN)/python -m fixtures.record_cassettes

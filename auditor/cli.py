@@ -384,8 +384,8 @@ def list_checks(
     to_terminal = sys.stdout.isatty()
     console = Console(width=None if to_terminal else 160, no_color=not to_terminal, highlight=False, soft_wrap=False)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for name, kw in (("ID", {"no_wrap": True}), ("Practice", {}), ("Sev", {"no_wrap": True}), ("Title", {}), ("Docs", {})):
-        table.add_column(name, overflow="fold", **kw)
+    for name, no_wrap in (("ID", True), ("Practice", False), ("Sev", True), ("Title", False), ("Docs", False)):
+        table.add_column(name, overflow="fold", no_wrap=no_wrap)
     for m in metas:
         table.add_row(Text(m.id), Text(m.practice), Text(str(m.severity)), Text(m.title), Text(m.docs_url))
     console.print(table)
