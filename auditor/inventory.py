@@ -311,6 +311,8 @@ class Permission:
     not_actions: tuple[str, ...] = ()
     data_actions: tuple[str, ...] = ()
     not_data_actions: tuple[str, ...] = ()
+    # An ABAC condition on this block (deny assignments, API 2022-04-01): the block applies only when it holds.
+    condition: str | None = None
 
 
 @dataclass
@@ -321,13 +323,46 @@ class RoleDefinition:
     role_type: str  # BuiltInRole | CustomRole
     permissions: tuple[Permission, ...]
     assignable_scopes: tuple[str, ...]
+    # Why the permissions could not be read ("" when they could): such a role's rights are unknown, so an
+    # assignment of it is UNRESOLVED (rbac.py), never a role that grants nothing.
+    unreadable: str = ""
+
+
+PERMISSION_KEYS: tuple[str, ...] = ("actions", "notActions", "dataActions", "notDataActions")
+
+
+def _condition(value: Any) -> str | None:
+    return (str(value).strip() or None) if value else None
 
 
 def _perm(p: dict[str, Any]) -> Permission:
     def strs(key: str) -> tuple[str, ...]:
         return tuple(str(x) for x in _list(p.get(key)) if x)
 
-    return Permission(strs("actions"), strs("notActions"), strs("dataActions"), strs("notDataActions"))
+    return Permission(
+        strs("actions"), strs("notActions"), strs("dataActions"), strs("notDataActions"), condition=_condition(p.get("condition"))
+    )
+
+
+def _permissions_problem(props: dict[str, Any]) -> str:
+    """Why a role definition's permissions cannot be trusted ("" when they can).
+
+    `permissions: [{"actions": []}]` is a real role that grants nothing; a missing or null list, a block that is
+    not an object, or a pattern list that is not a list of strings is an unreadable body, not an empty role.
+    """
+    perms = props.get("permissions")
+    if not isinstance(perms, list):
+        return "its permissions list is missing or null" if perms is None else "its permissions are not a list"
+    for block in perms:
+        if not isinstance(block, dict):
+            return "a permission block is not an object"
+        for key in PERMISSION_KEYS:
+            value = block.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
+                return f"its {key} are not a list of action names"
+    return ""
 
 
 def parse_role_definition(doc: dict[str, Any]) -> RoleDefinition:
@@ -340,6 +375,7 @@ def parse_role_definition(doc: dict[str, Any]) -> RoleDefinition:
         role_type=str(p.get("type") or p.get("roleType") or ""),
         permissions=tuple(_perm(_dict(x)) for x in _list(p.get("permissions"))),
         assignable_scopes=tuple(str(s) for s in _list(p.get("assignableScopes"))),
+        unreadable=_permissions_problem(p) if isinstance(doc.get("properties"), dict) else "its properties are missing or null",
     )
 
 
@@ -363,7 +399,10 @@ def parse_role_assignment(doc: dict[str, Any], eligible: bool = False) -> RoleAs
     p = _props(doc)
     rdid = str(p.get("roleDefinitionId") or "")
     aid = str(doc.get("id") or "")
-    scope = p.get("scope") or ids.owner_scope_of_extension(aid, "/providers/Microsoft.Authorization/")
+    # The ID always carries the scope; a `scope` field that is not an ARM scope ("x", "*", a number) is ignored.
+    scope = p.get("scope")
+    if not (isinstance(scope, str) and scope.startswith("/")):
+        scope = ids.owner_scope_of_extension(aid, "/providers/Microsoft.Authorization/")
     return RoleAssignment(
         id=aid,
         scope=str(scope),
@@ -390,6 +429,8 @@ class DenyAssignment:
     # SystemDefined for Everyone; "" when ARM did not say): an excluded group may hold any principal (rbac.py).
     principal_types: tuple[str, ...] = ()
     exclude_principal_types: tuple[str, ...] = ()
+    # An ABAC condition on the whole deny (API 2022-04-01): it removes rights only when the condition holds.
+    condition: str | None = None
 
 
 def parse_deny_assignment(doc: dict[str, Any]) -> DenyAssignment:
@@ -405,6 +446,7 @@ def parse_deny_assignment(doc: dict[str, Any]) -> DenyAssignment:
         does_not_apply_to_child_scopes=bool(p.get("doNotApplyToChildScopes")),
         principal_types=tuple(str(_dict(x).get("type") or "") for x in _list(p.get("principals"))),
         exclude_principal_types=tuple(str(_dict(x).get("type") or "") for x in _list(p.get("excludePrincipals"))),
+        condition=_condition(p.get("condition")),
     )
 
 

@@ -19,8 +19,14 @@ Semantics (design.md "Least-privilege semantics"):
   member. Such a deny keeps the grant and says so in the evidence (`Grant.deny_caveats`), never subtracts.
 - With include_below the question is about resources under the scope, so a right held at or above it is
   judged at a child scope: a deny with doNotApplyToChildScopes does not reach there.
+- An action on a child resource type of the target (`imageTemplates/triggers/write` on a template,
+  `userAssignedIdentities/federatedIdentityCredentials/write` on an identity) is authorized at the child's
+  scope, so it too is judged `below`.
+- A deny assignment with an ABAC condition (on the deny, or on every block that would remove the right) might
+  not apply: it keeps the grant with a caveat, like a deny that excludes a possible group.
 - A conditional (ABAC) assignment grants and is flagged; a PIM eligibility grants and is flagged.
-- An assignment whose role definition is not in the inventory is UNRESOLVED and reported, never skipped.
+- An assignment whose role definition is not in the inventory, or whose permissions could not be read
+  (`properties`/`permissions` missing or null), is UNRESOLVED and reported, never skipped or taken as empty.
 
 Assignments are indexed by normalized scope and by principal, so a question about one resource only touches
 its ancestor chain (and, with include_below, the sorted range of scopes under it). Role/question matches are
@@ -147,6 +153,52 @@ def _is_concrete(pattern: str) -> bool:
 
 def _is_read_only(pattern: str) -> bool:
     return pattern.strip().lower().endswith("/read")
+
+
+def resource_type(resource_key: str) -> str | None:
+    """`microsoft.virtualmachineimages/imagetemplates` for a (normalized) resource ID; None for RGs and above."""
+    low = resource_key.lower().rstrip("/")
+    i = low.rfind("/providers/")
+    if i < 0:
+        return None
+    parts = low[i + len("/providers/") :].split("/")
+    if len(parts) < 3:
+        return None
+    return "/".join([parts[0], *parts[1::2]])
+
+
+def action_resource_type(action: str) -> str | None:
+    """The resource type a concrete action is authorized on: `ns/type/child` for `ns/type/child/write`.
+
+    A custom operation ends in `<name>/action` (`imageTemplates/run/action` is on imageTemplates), so both
+    segments go. None for a pattern: which type it names is not one answer.
+    """
+    if not _is_concrete(action):
+        return None
+    parts = action.strip().lower().split("/")
+    cut = 2 if parts[-1] == "action" else 1
+    return "/".join(parts[:-cut]) if len(parts) > cut + 1 else None
+
+
+def on_child_resource(action: str, target_key: str) -> bool:
+    """Is `action` authorized on a child resource of `target_key` (`imageTemplates/triggers/write` on a template)?
+
+    ARM checks such an action at the child's own scope, where a deny with doNotApplyToChildScopes at the target
+    (or above) does not reach.
+    """
+    target = resource_type(target_key)
+    acted = action_resource_type(action)
+    return bool(target and acted and acted.startswith(target + "/"))
+
+
+# Writes on four unrelated providers: a role that grants all of them (net of its notActions) writes across
+# providers, whatever its spelling (`*`, `Microsoft.*`, `*/*`, `*/write`, ...): a copy of Contributor or Owner.
+BROAD_WRITE_PROBES: tuple[str, ...] = (
+    "Microsoft.Compute/virtualMachines/write",
+    "Microsoft.Storage/storageAccounts/write",
+    "Microsoft.Network/virtualNetworks/write",
+    "Microsoft.KeyVault/vaults/write",
+)
 
 
 # --------------------------------------------------------------------------------------------- questions
@@ -281,12 +333,16 @@ class Unresolved:
     principal_id: str
     principal_type: str
     scope: str
+    reason: str = ""  # set when the definition was read but its permissions could not be (RoleDefinition.unreadable)
 
     def message(self) -> str:
-        return (
-            f"role definition {self.role_definition_id} could not be read; needs {PERMISSIONS['roleDefinitions']} "
-            f"(assignment {self.assignment_id} for principal {self.principal_id} at {self.scope})"
-        )
+        where = f"(assignment {self.assignment_id} for principal {self.principal_id} at {self.scope})"
+        if self.reason:
+            return (
+                f"the permissions of role definition {self.role_definition_id} could not be read ({self.reason}), "
+                f"so what it grants is unknown {where}"
+            )
+        return f"role definition {self.role_definition_id} could not be read; needs {PERMISSIONS['roleDefinitions']} {where}"
 
 
 @dataclass
@@ -370,10 +426,19 @@ class Rbac:
     # -- roles ------------------------------------------------------------------------------------
 
     def role(self, role_definition_id: str) -> RoleDefinition | None:
-        """Resolve from any form of the ID (by GUID); cached per spelling."""
+        """Resolve from any form of the ID (by GUID); cached per spelling.
+
+        None also for a definition whose permissions could not be read: its rights are unknown, not empty.
+        """
         if role_definition_id not in self._role_ids:
-            self._role_ids[role_definition_id] = self.inv.role_definition(role_definition_id)
+            role = self.inv.role_definition(role_definition_id)
+            self._role_ids[role_definition_id] = None if role is None or role.unreadable else role
         return self._role_ids[role_definition_id]
+
+    def _unresolved(self, ra: RoleAssignment) -> Unresolved:
+        found = self.inv.role_definition(ra.role_definition_id)
+        reason = found.unreadable if found is not None else ""
+        return Unresolved(ra.id, ra.role_definition_id, ra.principal_id, ra.principal_type, ra.scope, reason)
 
     def role_matches(self, role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ...]:
         """(question action, granting pattern) for each question the role grants, ignoring denies; cached.
@@ -399,8 +464,22 @@ class Rbac:
 
     @staticmethod
     def has_star(role: RoleDefinition) -> bool:
-        """`*` in the role's actions (Owner, Contributor and look-alikes)."""
-        return any(a.strip() == "*" for p in role.permissions for a in p.actions)
+        """`*` in the role's actions, or actions that amount to it (Owner, Contributor and look-alikes).
+
+        "Amount to it": the role grants every write in BROAD_WRITE_PROBES (its notActions applied), e.g.
+        `Microsoft.*`, `*/*` or `*/write` + `*/delete` + `*/action`.
+        """
+        if any(a.strip() == "*" for p in role.permissions for a in p.actions):
+            return True
+        return all(any(_block_grants(p, probe, False) for p in role.permissions) for probe in BROAD_WRITE_PROBES)
+
+    @staticmethod
+    def star_pattern(role: RoleDefinition) -> str:
+        """The literal `*`, else the role's patterns that grant the broad writes (for evidence)."""
+        if any(a.strip() == "*" for p in role.permissions for a in p.actions):
+            return "*"
+        found = [a for probe in BROAD_WRITE_PROBES for p in role.permissions for a in _block_grants(p, probe, False)]
+        return ", ".join(dict.fromkeys(found))
 
     # -- scopes -----------------------------------------------------------------------------------
 
@@ -436,7 +515,7 @@ class Rbac:
             for ra in self._by_scope.get(scope_key, ()):
                 role = self.role(ra.role_definition_id)
                 if role is None:
-                    unresolved.append(_unresolved(ra))
+                    unresolved.append(self._unresolved(ra))
                     continue
                 where = ids.describe_scope(ra.scope)
                 grants += (_grant(ra, role, where, q, by) for q, by in self.role_matches(role, query))
@@ -479,7 +558,12 @@ class Rbac:
         q = None if question == str(NON_READ) else question
         caveats: list[str] = []
         for d in self._denies_at(principal_id, eval_key, below):
-            if not any(_deny_removes(p, q, granted_by, data) for p in d.permissions):
+            removing = [p for p in d.permissions if _deny_removes(p, q, granted_by, data)]
+            if not removing:
+                continue
+            if d.condition or all(p.condition for p in removing):
+                # An ABAC condition decides per request whether the deny applies: it might not, so keep the right.
+                caveats.append(conditional_deny_caveat(d))
                 continue
             groups = possible_groups(d)
             if not groups:
@@ -488,6 +572,15 @@ class Rbac:
         return DenyVerdict(False, tuple(caveats)) if caveats else NOT_DENIED
 
     # -- read errors ------------------------------------------------------------------------------
+
+    def all_errors(self) -> list[ReadError]:
+        """Every failed RBAC read in the audit, wherever it was: a principal's own assignments may be anywhere."""
+        out = []
+        for i, e in enumerate(self.inv.errors):
+            if e.kind in RBAC_KINDS:
+                out.append(e)
+                self.inv.consulted.add(i)
+        return out
 
     def errors_for(self, scope: str) -> list[ReadError]:
         """Failed RBAC reads (assignments, definitions, denies, PIM) that cover `scope`."""
@@ -507,6 +600,7 @@ class Rbac:
         """
         query = make_query(actions, data)
         target = ids.norm(scope)
+        child_actions = {q for q in query.actions if on_child_resource(q, target)}
         keys = list(self._chain(target))
         if include_below:
             keys += self._below(target)
@@ -520,9 +614,11 @@ class Rbac:
                 cur = chosen.get(g.assignment_id)
                 if cur is not None and not cur.deny_caveats:
                     continue
-                # With include_below the right is used on resources under eval_key, out of reach of a deny that
+                # With include_below the right is used on resources under eval_key, and an action on a child
+                # resource type (triggers/write on a template) under the target: both out of reach of a deny that
                 # does not apply to child scopes (judged as `below`).
-                verdict = self._deny_verdict(g.principal_id, eval_key, g.matched_action, g.granted_by, data, include_below)
+                below = include_below or g.matched_action in child_actions
+                verdict = self._deny_verdict(g.principal_id, eval_key, g.matched_action, g.granted_by, data, below)
                 if verdict.removed:
                     continue
                 if verdict.caveats:
@@ -542,20 +638,24 @@ class Rbac:
         for ra in self._by_principal.get(pid, ()):
             role = self.role(ra.role_definition_id)
             if role is None:
-                ans.unresolved.append(_unresolved(ra))
+                ans.unresolved.append(self._unresolved(ra))
                 continue
             ans.grants.append(_grant(ra, role, ids.describe_scope(ra.scope)))
         ans.grants.sort(key=_rank)
         return ans
 
     def grant_can(self, g: Grant, actions: Actions, *, data: bool = False) -> str | None:
-        """Does this (rights_of) grant give `actions` at its own scope, denies applied? The granting pattern."""
+        """Does this (rights_of) grant give `actions` at its scope or under it, denies applied? The granting pattern.
+
+        A deny with doNotApplyToChildScopes at the grant's scope does not cancel the right: it still holds on every
+        resource under that scope (judged as `below`).
+        """
         role = self.role(g.role_id)
         if role is None:
             return None
         caveated: str | None = None  # kept (fail closed) when only a deny excluding a possible group stands in the way
         for q, by in self.role_matches(role, make_query(actions, data)):
-            verdict = self._deny_verdict(g.principal_id, g.scope_key, q, by, data)
+            verdict = self._deny_verdict(g.principal_id, g.scope_key, q, by, data, below=True)
             if verdict.removed:
                 continue
             if not verdict.caveats:
@@ -590,6 +690,11 @@ def possible_groups(d: DenyAssignment) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def conditional_deny_caveat(d: DenyAssignment) -> str:
+    """`deny assignment 'X' at S applies only when its condition holds`, for a reviewer to settle."""
+    return f"deny assignment '{d.name or d.id}' at {ids.describe_scope(d.scope)} applies only when its condition holds"
+
+
 def deny_caveat(d: DenyAssignment, principal_id: str, groups: Sequence[tuple[str, str]]) -> str:
     """`deny assignment 'X' would remove this unless P is a member of excluded group G`, for a reviewer to settle."""
     names = []
@@ -603,10 +708,6 @@ def deny_caveat(d: DenyAssignment, principal_id: str, groups: Sequence[tuple[str
         f"deny assignment '{name}' at {ids.describe_scope(d.scope)} would remove this unless {principal_id} is a member of"
         f" {' or '.join(names)}"
     )
-
-
-def _unresolved(ra: RoleAssignment) -> Unresolved:
-    return Unresolved(ra.id, ra.role_definition_id, ra.principal_id, ra.principal_type, ra.scope)
 
 
 def _grant(ra: RoleAssignment, role: RoleDefinition, inherited_from: str, matched: str = "", by: str = "") -> Grant:

@@ -27,6 +27,22 @@ def identity_principal(iid: str, label: str, t: Template, inv: Inventory) -> tup
     return None, [error(why, resource_id=iid, evidence={"identity_id": iid})]
 
 
+def unreadable_template_identity(t: Template) -> Finding | None:
+    """An ERROR when the template body names no user-assigned identity although it does not say it has none.
+
+    Image Builder requires exactly one user-assigned identity (API 2020-02-14 on): an `identity` block that is
+    absent, null, or lists no identities is an incomplete body. Only `identity.type` "None" says there is none.
+    """
+    if t.identity_ids or str(t.identity_type or "").strip().lower() == "none":
+        return None
+    return error(
+        "the template's identity could not be read (the identity block is absent, null or lists no user-assigned "
+        "identity; Image Builder requires one), so its rights cannot be checked",
+        resource_id=t.id,
+        evidence={"identity": t.raw.get("identity") if isinstance(t.raw, dict) else None},
+    )
+
+
 def unaudited_identity(iid: str, label: str, inv: Inventory) -> list[Finding]:
     """An ERROR when the identity lives in a subscription the audit did not read (its role assignments are unknown)."""
     sub = inv.unaudited_subscription(iid)

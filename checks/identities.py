@@ -15,11 +15,20 @@ from auditor import ids, rbac
 from auditor.findings import Finding, Status, failed, not_applicable, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
-from checks.common import BUILD_VM_IDENTITY, TEMPLATE_IDENTITY, identity_principal, unaudited_identity, with_problems
+from checks.common import (
+    BUILD_VM_IDENTITY,
+    TEMPLATE_IDENTITY,
+    identity_principal,
+    unaudited_identity,
+    unreadable_template_identity,
+    with_problems,
+)
 from checks.registry import check
 from checks.staging_rg import template_identity_principals
 
 ROLE_WRITE = "Microsoft.Authorization/roleAssignments/write"
+# Whoever can write role definitions can rewrite a custom role it holds into '*': privilege escalation.
+ROLE_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
 # The action ARM checks when an identity is attached to a resource. Roles write it as
 # `userAssignedIdentities/*/assign/action` (Managed Identity Operator); the RBAC engine lets an interior `/*/`
 # match one `/`, so asking about the concrete action finds those roles, `*`, and custom look-alikes alike.
@@ -55,13 +64,21 @@ def _violations(g: rbac.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
         reasons.append(f"assigned at {g.inherited_from} (subscription scope or above)")
     if by := engine.grant_can(g, ROLE_WRITE):
         reasons.append(f"{g.role_name} can write role assignments (through '{by}')")
+    elif by := engine.grant_can(g, ROLE_DEFINITION_WRITE):
+        reasons.append(
+            f"{g.role_name} can write role definitions (through '{by}'): it could rewrite a custom role it holds into '*'"
+        )
     on_staging = bool(t.staging_rg_id) and ids.is_ancestor_or_self(t.staging_rg_id, g.assignment_scope)
     broad_builtin = g.role_guid in (rbac.OWNER_GUID, rbac.CONTRIBUTOR_GUID)
     role = engine.role(g.role_id)
     if broad_builtin and not on_staging:
         reasons.append(f"{g.role_name} outside the template's staging resource group")
     elif role is not None and engine.has_star(role) and not (g.role_guid == rbac.CONTRIBUTOR_GUID and on_staging):
-        reasons.append(f"{g.role_name} has '*' in its actions")
+        star = engine.star_pattern(role)
+        if star == "*":
+            reasons.append(f"{g.role_name} has '*' in its actions")
+        else:
+            reasons.append(f"{g.role_name} has actions equivalent to '*' (writes on every resource provider through '{star}')")
     return reasons
 
 
@@ -77,8 +94,9 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
     engine = rbac.engine(inv)
     name = ids.name_of(iid)
     answer = engine.rights_of(pid)
-    for sub in sorted({s for s in (t.subscription_id.lower(), ids.subscription_of(iid)) if s}):
-        answer.errors.extend(e for e in engine.errors_for(f"/subscriptions/{sub}") if e not in answer.errors)
+    # The identity's own assignments may be anywhere in the audit (any subscription, management group or root):
+    # any failed RBAC read may hide one.
+    answer.errors.extend(e for e in engine.all_errors() if e not in answer.errors)
     problems = rbac.problem_findings(answer) + unaudited_identity(iid, label, inv)
     minimum = DOCUMENTED_MINIMUM[label]
     allowed = policy.allows(check_id, pid)
@@ -119,7 +137,7 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
 @check("AIB-LP-004")
 def template_identity_rights(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
     if not t.identity_ids:
-        return [not_applicable("template has no user-assigned identity")]
+        return [unreadable_template_identity(t) or not_applicable("template has no user-assigned identity")]
     return [f for iid in t.identity_ids for f in identity_rights("AIB-LP-004", TEMPLATE_IDENTITY, iid, t, inv, policy)]
 
 
@@ -209,8 +227,9 @@ def _use_rows(
 def identity_use(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
     targets = [(iid, TEMPLATE_IDENTITY, False) for iid in t.identity_ids]
     targets += [(iid, BUILD_VM_IDENTITY, True) for iid in t.build_vm_identity_ids]
+    unreadable = unreadable_template_identity(t)
     if not targets:
-        return [not_applicable("template has no user-assigned identity")]
+        return [unreadable or not_applicable("template has no user-assigned identity")]
     engine = rbac.engine(inv)
     # A template identity whose principal is unknown says so under its own target below.
     template_pids, _ = template_identity_principals(t, inv)
@@ -219,7 +238,11 @@ def identity_use(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
         if unaudited := unaudited_identity(iid, label, inv):
             out += unaudited
             continue
-        answer = engine.who_can((ASSIGN, FIC_WRITE), iid)
+        # Assignments on a child of the identity (an existing federated credential) grant FIC writes there too.
+        below = engine.who_can(FIC_WRITE, iid, include_below=True)
+        answer = engine.who_can((ASSIGN, FIC_WRITE), iid).merge(
+            rbac.Answer([g for g in below if g.scope_key.startswith(ids.norm(iid) + "/")], below.unresolved, below.errors)
+        )
         # Without its principal, the identity's own grants cannot be told from anyone else's.
         own_pid, id_problems = identity_principal(iid, label, t, inv)
         problems = rbac.problem_findings(answer) + id_problems
@@ -239,4 +262,8 @@ def identity_use(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
                     evidence={"identity_id": iid},
                 )
             )
+    if unreadable:
+        # Without the template identity, its expected Managed Identity Operator rows cannot be told from others':
+        # nothing can be vouched for.
+        return [unreadable] + [f for f in out if f.status != Status.PASS]
     return out

@@ -18,6 +18,14 @@ from checks.common import TEMPLATE_IDENTITY, identity_principal, with_problems
 from checks.registry import check
 
 LIST_KEYS = "Microsoft.Storage/storageAccounts/listKeys/action"
+# Other management-plane ways to the artifact copies: an account or service SAS token, and key regeneration
+# (its response carries the new keys).
+ARTIFACT_KEY_ACTIONS: tuple[str, ...] = (
+    LIST_KEYS,
+    "Microsoft.Storage/storageAccounts/ListAccountSas/action",
+    "Microsoft.Storage/storageAccounts/ListServiceSas/action",
+    "Microsoft.Storage/storageAccounts/regeneratekey/action",
+)
 BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 
 
@@ -119,7 +127,7 @@ def staging_rg_artifacts(t: Template, inv: Inventory, policy: Policy) -> list[Fi
     if scope is None:
         return problems
     engine = rbac.engine(inv)
-    answer = engine.who_can(LIST_KEYS, scope, include_below=True).merge(
+    answer = engine.who_can(ARTIFACT_KEY_ACTIONS, scope, include_below=True).merge(
         engine.who_can(BLOB_READ, scope, data=True, include_below=True)
     )
     template_pids, id_problems = template_identity_principals(t, inv)
@@ -130,7 +138,7 @@ def staging_rg_artifacts(t: Template, inv: Inventory, policy: Policy) -> list[Fi
         scope,
         answer,
         template_pids,
-        "read the customizer artifact copies (storage account keys or blob data)",
+        "read the customizer artifact copies (storage account keys, SAS tokens or blob data)",
     )
     return _finish(
         rows,

@@ -723,3 +723,177 @@ def test_lp003_failed_role_assignment_read_for_the_staging_rg_subscription_is_an
     assert "needs Microsoft.Authorization/roleAssignments/read" in err.detail
     assert err.resource_id == tpl["id"] and alice.principal_id == ALICE
     assert not [f for f in findings if f.principal_id == b.principal_of(ident)]
+
+
+# ------------------------------------------------------------------------------------------- fail-open paths (adversarial)
+
+CONDITION = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'never'"
+FIC_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
+
+
+def _custom(e: Estate, name: str, actions: list[str], not_actions: list[str] | None = None) -> str:
+    g = b.guid(f"custom:{name}")
+    e.res["roleDefinitions"].append(roles.custom_role(SUB, g, name, actions, not_actions))
+    return g
+
+
+@pytest.mark.parametrize("where", ["deny", "block"])
+def test_lp001_conditional_deny_does_not_hide_a_subscription_owner(where: str) -> None:
+    e = Estate()
+    e.template()
+    e.assign(b.sub_id(SUB), roles.OWNER, ALICE)
+    cond = {"condition": CONDITION} if where == "deny" else {"block_condition": CONDITION}
+    e.res["denyAssignments"].append(
+        b.deny_assignment(b.sub_id(SUB), "maybe-deny", ["*"], [ALICE], principal_types={ALICE: "User"}, **cond)
+    )
+    [f] = run(e, "AIB-LP-001")
+    caveat = f"deny assignment 'maybe-deny' at subscription {SUB} applies only when its condition holds"
+    assert f.status == Status.FAIL and f.principal_id == ALICE and f"the right comes from subscription {SUB}" in f.detail
+    assert caveat in f.detail and f.evidence["deny_caveats"] == [caveat]
+
+
+def test_lp004_role_definition_without_permissions_is_an_error_not_a_pass() -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    opaque = _custom(e, "Opaque", ["*"])
+    e.res["roleDefinitions"][-1]["properties"]["permissions"] = None
+    e.assign(b.sub_id(SUB), opaque, b.principal_of(ident), "ServicePrincipal")
+    findings = run(e, "AIB-LP-004")
+    assert statuses(findings) == [Status.ERROR]
+    assert "could not be read (its permissions list is missing or null), so what it grants is unknown" in findings[0].detail
+
+
+def test_lp004_lp005_failed_role_read_in_another_audited_subscription_is_an_error() -> None:
+    e = Estate()
+    e.subscriptions = [SUB, OTHER_SUB]
+    ident, build = e.identity("id-aib"), e.identity("id-build")
+    e.template(identity_doc=ident, build_vm_identities=[build["id"]])
+    e.assign(b.sub_id(SUB), roles.OWNER, b.principal_of(ident), "ServicePrincipal")  # provable: stays a FAIL
+    e.fail_read("roleAssignments", b.sub_id(OTHER_SUB))  # the identities may hold Owner there
+    findings = run(e, "AIB-LP-004")
+    assert statuses(findings) == [Status.FAIL, Status.ERROR]
+    assert f"could not read roleAssignments at /subscriptions/{OTHER_SUB}" in findings[1].detail
+    [f] = run(e, "AIB-LP-005")
+    assert f.status == Status.ERROR and OTHER_SUB in f.detail
+
+
+def test_lp001_deny_on_the_template_not_applying_to_child_scopes_leaves_trigger_writers() -> None:
+    e = Estate()
+    tpl = e.template()
+    e.assign(b.sub_id(SUB), _custom(e, "Trigger writer", ["Microsoft.VirtualMachineImages/imageTemplates/triggers/write"]), ALICE)
+    e.res["denyAssignments"].append(
+        b.deny_assignment(
+            tpl["id"], "stack", ["*/write"], [EVERYONE], principal_types={EVERYONE: "SystemDefined"}, child_scopes=False
+        )
+    )
+    [f] = run(e, "AIB-LP-001")
+    assert f.status == Status.FAIL and f.principal_id == ALICE and "can add triggers to the template" in f.detail
+
+
+def test_lp007_deny_on_the_identity_not_applying_to_child_scopes_leaves_federated_credential_writers() -> None:
+    e = Estate()
+    ident = e.identity("id-aib")
+    e.template(identity_doc=ident)
+    e.assign(b.rg_id(SUB, "rg-identities"), _custom(e, "FIC writer", [FIC_WRITE]), ALICE)
+    e.res["denyAssignments"].append(
+        b.deny_assignment(
+            ident["id"], "stack", ["*/write"], [EVERYONE], principal_types={EVERYONE: "SystemDefined"}, child_scopes=False
+        )
+    )
+    [f] = run(e, "AIB-LP-007")
+    assert f.status == Status.FAIL and f.principal_id == ALICE
+    assert "can add federated credentials to template identity id-aib through FIC writer" in f.detail
+
+
+def test_lp004_deny_only_at_the_grants_own_scope_does_not_cancel_role_assignment_writes() -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    pid = b.principal_of(ident)
+    e.assign(
+        b.rg_id(SUB, "rg-app"),
+        _custom(e, "Assignment writer", ["Microsoft.Authorization/roleAssignments/write"]),
+        pid,
+        "ServicePrincipal",
+    )
+    e.res["denyAssignments"].append(
+        b.deny_assignment(
+            b.rg_id(SUB, "rg-app"), "rg-only", ["Microsoft.Authorization/roleAssignments/write"], [pid], child_scopes=False
+        )
+    )
+    [f] = run(e, "AIB-LP-004")
+    assert f.status == Status.FAIL and f.role_scope == b.rg_id(SUB, "rg-app")
+    assert "Assignment writer can write role assignments" in f.detail
+
+
+def test_lp007_assignment_on_an_existing_federated_credential_fails() -> None:
+    e = Estate()
+    ident, build = e.identity("id-aib"), e.identity("id-build")
+    e.template(identity_doc=ident, build_vm_identities=[build["id"]])
+    e.assign(f"{build['id']}/federatedIdentityCredentials/github", _custom(e, "FIC writer", [FIC_WRITE]), ALICE)
+    findings = run(e, "AIB-LP-007")
+    alice = only(findings, ALICE)
+    assert alice.status == Status.FAIL and "can add federated credentials to build-VM identity id-build" in alice.detail
+    assert alice.role_scope.endswith("/federatedIdentityCredentials/github")
+
+
+@pytest.mark.parametrize(
+    ("actions", "pattern"),
+    [(["Microsoft.*"], "Microsoft.*"), (["*/*"], "*/*"), (["*/read", "*/write", "*/delete", "*/action"], "*/write")],
+)
+def test_lp004_contributor_clones_without_a_literal_star_fail(actions: list[str], pattern: str) -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    clone = _custom(e, "Contributor clone", actions, ["Microsoft.Authorization/*/Write", "Microsoft.Authorization/*/Delete"])
+    e.assign(b.rg_id(SUB, "rg-app"), clone, b.principal_of(ident), "ServicePrincipal")
+    [f] = run(e, "AIB-LP-004")
+    assert f.status == Status.FAIL and f.role_name == "Contributor clone"
+    assert f"has actions equivalent to '*' (writes on every resource provider through '{pattern}')" in f.detail
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "Microsoft.Storage/storageAccounts/ListAccountSas/action",
+        "Microsoft.Storage/storageAccounts/ListServiceSas/action",
+        "Microsoft.Storage/storageAccounts/regeneratekey/action",
+    ],
+)
+def test_lp003_sas_and_key_regeneration_read_the_artifacts(action: str) -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    e.assign(staging_id(tpl), _custom(e, "Key path", [action]), ALICE)
+    alice = only(run(e, "AIB-LP-003"), ALICE)
+    assert alice.status == Status.FAIL and alice.evidence["matched_action"] == action
+    assert "can read the customizer artifact copies (storage account keys, SAS tokens or blob data)" in alice.detail
+
+
+def test_lp004_role_definition_writer_fails() -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    editor = _custom(
+        e, "Role editor", ["Microsoft.Authorization/roleDefinitions/write", "Microsoft.Authorization/roleDefinitions/read"]
+    )
+    e.assign(b.rg_id(SUB, "rg-app"), editor, b.principal_of(ident), "ServicePrincipal")
+    [f] = run(e, "AIB-LP-004")
+    assert f.status == Status.FAIL and f.role_name == "Role editor"
+    assert "Role editor can write role definitions (through 'Microsoft.Authorization/roleDefinitions/write')" in f.detail
+
+
+@pytest.mark.parametrize("shape", ["absent", "null", "type-only", "identities-null"])
+def test_lp004_lp007_unreadable_template_identity_is_an_error(shape: str) -> None:
+    e = Estate()
+    ident, tpl = _with_template_identity(e)
+    if shape == "absent":
+        del tpl["identity"]
+    elif shape == "null":
+        tpl["identity"] = None
+    elif shape == "type-only":
+        tpl["identity"] = {"type": "UserAssigned"}
+    else:
+        tpl["identity"]["userAssignedIdentities"] = None
+    [f] = run(e, "AIB-LP-004")
+    assert f.status == Status.ERROR and f.detail.startswith("the template's identity could not be read")
+    [f] = run(e, "AIB-LP-007")
+    assert f.status == Status.ERROR and f.detail.startswith("the template's identity could not be read")
+    tpl["identity"] = {"type": "None"}  # says there is none: not applicable, as before
+    assert statuses(run(e, "AIB-LP-004")) == [Status.NA]

@@ -575,3 +575,157 @@ def test_parent_at_cuts_an_id_at_its_last_segment_keeping_its_spelling() -> None
     assert ids.parent_at(version, "versions") == f"{b.gallery_id(SUB, 'rg', 'Gal')}/images/Img"
     assert ids.parent_at(f"{TPL}/triggers/t1/", "triggers") == TPL
     assert ids.parent_at(TPL, "subnets") is None and ids.parent_at(None, "triggers") is None
+
+
+# ------------------------------------------------------------------------------------------- fail-open paths (adversarial)
+
+CONDITION = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'never'"
+FIC_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
+TRIGGER_WRITE = "Microsoft.VirtualMachineImages/imageTemplates/triggers/write"
+ROLE_DEFINITION_WRITE = "Microsoft.Authorization/roleDefinitions/write"
+
+
+@pytest.mark.parametrize("where", ["deny", "block"])
+def test_deny_with_an_abac_condition_keeps_the_grant_with_a_caveat(where: str) -> None:
+    cond = {"condition": CONDITION} if where == "deny" else {"block_condition": CONDITION}
+    deny = b.deny_assignment(b.sub_id(SUB), "maybe-deny", ["*"], [ALICE], principal_types={ALICE: "User"}, **cond)
+    inv = inventory([ra(b.sub_id(SUB), roles.OWNER, ALICE)], denies=[deny])
+    [grant] = rbac.Rbac(inv).who_can(WRITE, TPL)
+    assert grant.principal_id == ALICE
+    assert grant.deny_caveats == (f"deny assignment 'maybe-deny' at subscription {SUB} applies only when its condition holds",)
+    assert inv.deny_assignments[0].condition or inv.deny_assignments[0].permissions[0].condition == CONDITION
+
+
+def test_an_unconditional_deny_block_still_removes_beside_a_conditional_one() -> None:
+    deny = b.deny_assignment(b.sub_id(SUB), "mixed", ["*"], [ALICE], principal_types={ALICE: "User"}, block_condition=CONDITION)
+    deny["properties"]["permissions"].append({"actions": ["*/write"], "notActions": [], "dataActions": [], "notDataActions": []})
+    inv = inventory([ra(b.sub_id(SUB), roles.OWNER, ALICE)], denies=[deny])
+    engine = rbac.Rbac(inv)
+    assert len(engine.who_can(WRITE, TPL)) == 0
+    [grant] = engine.who_can(DELETE, TPL)  # only the conditional block covers delete
+    assert "applies only when its condition holds" in grant.deny_caveats[0]
+
+
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        ("properties-null", "its properties are missing or null"),
+        ("permissions-missing", "its permissions list is missing or null"),
+        ("permissions-null", "its permissions list is missing or null"),
+        ("actions-not-a-list", "its actions are not a list of action names"),
+    ],
+)
+def test_role_definition_without_readable_permissions_is_unresolved_not_empty(shape: str, reason: str) -> None:
+    opaque = b.guid("opaque-role")
+    rd = roles.custom_role(SUB, opaque, "Opaque", ["*"])
+    if shape == "properties-null":
+        rd["properties"] = None
+    elif shape == "permissions-missing":
+        del rd["properties"]["permissions"]
+    elif shape == "permissions-null":
+        rd["properties"]["permissions"] = None
+    else:
+        rd["properties"]["permissions"][0]["actions"] = "*"
+    inv = inventory([ra(b.sub_id(SUB), opaque, ALICE)], extra_roles=[rd])
+    engine = rbac.Rbac(inv)
+    for ans in (engine.who_can(WRITE, TPL), engine.rights_of(ALICE)):
+        assert len(ans) == 0
+        [u] = ans.unresolved
+        assert u.principal_id == ALICE and u.reason == reason
+        assert f"the permissions of role definition {u.role_definition_id} could not be read ({reason})" in u.message()
+    [f] = rbac.problem_findings(engine.who_can(WRITE, TPL))
+    assert f.status == Status.ERROR and "so what it grants is unknown" in f.detail
+
+
+def test_role_definition_with_an_empty_actions_block_grants_nothing_and_resolves() -> None:
+    empty = b.guid("empty-role")
+    inv = inventory([ra(b.sub_id(SUB), empty, ALICE)], extra_roles=[roles.custom_role(SUB, empty, "Empty", [])])
+    ans = rbac.Rbac(inv).who_can(WRITE, TPL)
+    assert len(ans) == 0 and ans.unresolved == []
+
+
+@pytest.mark.parametrize(
+    ("action", "target", "child"),
+    [
+        (TRIGGER_WRITE, TPL, True),
+        (WRITE, TPL, False),
+        ("Microsoft.VirtualMachineImages/imageTemplates/run/action", TPL, False),
+        (FIC_WRITE, b.identity_id(SUB, "rg-images", "id-aib"), True),
+        ("Microsoft.ManagedIdentity/userAssignedIdentities/assign/action", b.identity_id(SUB, "rg-images", "id-aib"), False),
+        (TRIGGER_WRITE, RG, False),  # a resource group has no resource type: judged as today
+        ("Microsoft.VirtualMachineImages/imageTemplates/*", TPL, False),  # a pattern names no one type
+    ],
+)
+def test_on_child_resource_compares_the_actions_type_with_the_targets(action: str, target: str, child: bool) -> None:
+    assert rbac.on_child_resource(action, ids.norm(target)) is child
+
+
+def test_deny_not_applying_to_child_scopes_does_not_reach_actions_on_child_resources() -> None:
+    ident = b.identity_id(SUB, "rg-images", "id-aib")
+    writer = b.guid("child-writer")
+    role = roles.custom_role(SUB, writer, "Child writer", [TRIGGER_WRITE, FIC_WRITE, WRITE])
+    denies = [
+        b.deny_assignment(
+            scope, f"stack-{n}", ["*/write"], [EVERYONE], principal_types={EVERYONE: "SystemDefined"}, child_scopes=False
+        )
+        for n, scope in (("tpl", TPL), ("id", ident))
+    ]
+    inv = inventory([ra(RG, writer, ALICE)], extra_roles=[role], denies=denies)
+    engine = rbac.Rbac(inv)
+    assert len(engine.who_can(WRITE, TPL)) == 0  # on the template itself: denied
+    [grant] = engine.who_can(TRIGGER_WRITE, TPL)  # on its triggers: the deny does not reach them
+    assert grant.principal_id == ALICE and grant.matched_action == TRIGGER_WRITE
+    [grant] = engine.who_can(FIC_WRITE, ident)
+    assert grant.principal_id == ALICE and grant.matched_action == FIC_WRITE
+    # The same denies applying to child scopes remove both.
+    for d in denies:
+        d["properties"]["doNotApplyToChildScopes"] = False
+    engine = rbac.Rbac(inventory([ra(RG, writer, ALICE)], extra_roles=[role], denies=denies))
+    assert len(engine.who_can(TRIGGER_WRITE, TPL)) == 0 and len(engine.who_can(FIC_WRITE, ident)) == 0
+
+
+def test_grant_can_keeps_a_right_that_a_deny_removes_only_at_the_grants_own_scope() -> None:
+    deny = b.deny_assignment(RG, "rg-only", [ROLE_WRITE], [ALICE], principal_types={ALICE: "User"}, child_scopes=False)
+    inv = inventory([ra(RG, roles.USER_ACCESS_ADMINISTRATOR, ALICE)], denies=[deny])
+    engine = rbac.Rbac(inv)
+    [uaa] = engine.rights_of(ALICE)
+    assert engine.grant_can(uaa, ROLE_WRITE) == "Microsoft.Authorization/*"  # still holds on every resource in the RG
+    deny["properties"]["doNotApplyToChildScopes"] = False
+    engine = rbac.Rbac(inventory([ra(RG, roles.USER_ACCESS_ADMINISTRATOR, ALICE)], denies=[deny]))
+    [uaa] = engine.rights_of(ALICE)
+    assert engine.grant_can(uaa, ROLE_WRITE) is None
+
+
+@pytest.mark.parametrize(
+    ("actions", "not_actions", "star", "pattern"),
+    [
+        (["*"], [], True, "*"),
+        (["Microsoft.*"], ["Microsoft.Authorization/*/Write"], True, "Microsoft.*"),
+        (["*/*"], [], True, "*/*"),
+        (["*/read", "*/write", "*/delete", "*/action"], [], True, "*/write"),
+        (["*/read"], [], False, ""),
+        (["Microsoft.Compute/*", "Microsoft.Storage/*"], [], False, ""),
+        (["Microsoft.*"], ["Microsoft.KeyVault/*"], False, ""),
+    ],
+)
+def test_has_star_recognises_roles_equivalent_to_star(
+    actions: list[str], not_actions: list[str], star: bool, pattern: str
+) -> None:
+    g = b.guid("star:" + ",".join(actions + not_actions))
+    inv = inventory([], extra_roles=[roles.custom_role(SUB, g, "Clone", actions, not_actions)])
+    engine = rbac.Rbac(inv)
+    role = engine.role(g)
+    assert role is not None and engine.has_star(role) is star
+    if star:
+        assert engine.star_pattern(role) == pattern
+    for builtin, expected in ((roles.OWNER, True), (roles.CONTRIBUTOR, True), (roles.READER, False)):
+        r = engine.role(builtin)
+        assert r is not None and engine.has_star(r) is expected and (engine.star_pattern(r) == "*") is expected
+
+
+@pytest.mark.parametrize("bad_scope", ["x", "*", 1, True, EVERYONE])
+def test_assignment_with_a_scope_field_that_is_no_scope_takes_its_scope_from_its_id(bad_scope: Any) -> None:
+    doc = ra(b.sub_id(SUB), roles.OWNER, ALICE)
+    doc["properties"]["scope"] = bad_scope
+    [grant] = rbac.Rbac(inventory([doc])).who_can(WRITE, TPL)
+    assert grant.principal_id == ALICE and grant.assignment_scope == b.sub_id(SUB) and grant.scope_level == "subscription"
