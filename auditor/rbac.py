@@ -36,13 +36,20 @@ cached per (role, question); per-scope answers are cached per (scope, question).
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from auditor import ids
+from auditor.actions import (
+    covers,
+    intersects,
+    is_concrete,
+    is_read_only,
+    matches,
+    on_child_resource,
+)
 from auditor.findings import Finding, error
 from auditor.inventory import EVERYONE, DenyAssignment, Inventory, Permission, RoleAssignment, RoleDefinition
 from auditor.snapshot import PERMISSIONS, ReadError
@@ -73,122 +80,6 @@ NON_READ_IGNORED: tuple[str, ...] = (
     "Microsoft.Insights/alertRules/*",
     "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
 )
-
-
-# --------------------------------------------------------------------------------------------- patterns
-
-
-@lru_cache(maxsize=8192)
-def _variants(pattern: str) -> tuple[str, ...]:
-    """The lower-cased pattern, plus each form where an interior `/*/` stands for a single `/`."""
-    p = pattern.strip().lower()
-    seen = {p}
-    todo = [p]
-    while todo:
-        cur = todo.pop()
-        i = cur.find("/*/")
-        while i >= 0:
-            nxt = cur[:i] + cur[i + 2 :]
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-            i = cur.find("/*/", i + 1)
-    return tuple(sorted(seen))
-
-
-@lru_cache(maxsize=8192)
-def _regex(pattern: str) -> re.Pattern[str]:
-    """A compiled, case-insensitive matcher for an action pattern (every variant)."""
-    alts = "|".join(re.escape(v).replace(r"\*", ".*") for v in _variants(pattern))
-    return re.compile(f"(?:{alts})", re.IGNORECASE | re.DOTALL)
-
-
-def matches(pattern: str, action: str) -> bool:
-    """Does role pattern `pattern` grant the concrete action `action`?"""
-    return _regex(pattern).fullmatch(action.strip()) is not None
-
-
-def _glob_intersect(a: str, b: str) -> bool:
-    """Is there a string that matches both `*`-globs (already lower case)?"""
-    n, m = len(a), len(b)
-    # reach[i][j]: a[i:] and b[j:] can still match a common suffix; computed backwards.
-    nxt = [False] * (m + 1)
-    nxt[m] = True
-    for j in range(m - 1, -1, -1):
-        nxt[j] = b[j] == "*" and nxt[j + 1]
-    for i in range(n - 1, -1, -1):
-        cur = [False] * (m + 1)
-        cur[m] = a[i] == "*" and nxt[m]
-        for j in range(m - 1, -1, -1):
-            if a[i] == "*":
-                cur[j] = nxt[j] or cur[j + 1]  # the star matches nothing more, or eats b[j]
-            elif b[j] == "*":
-                cur[j] = cur[j + 1] or nxt[j]  # b's star matches nothing more, or eats a[i]
-            else:
-                cur[j] = a[i] == b[j] and nxt[j + 1]
-        nxt = cur
-    return nxt[0]
-
-
-@lru_cache(maxsize=65536)
-def intersects(a: str, b: str) -> bool:
-    """Could one action match both patterns?"""
-    return any(_glob_intersect(x, y) for x in _variants(a) for y in _variants(b))
-
-
-@lru_cache(maxsize=65536)
-def covers(big: str, small: str) -> bool:
-    """Is every action matched by `small` also matched by `big`?
-
-    `small`'s stars are treated as letters that only `big`'s stars can match: exact for `*`-globs over an
-    open alphabet, which action names are.
-    """
-    rx = _regex(big)
-    return all(rx.fullmatch(v) is not None for v in _variants(small))
-
-
-def _is_concrete(pattern: str) -> bool:
-    return "*" not in pattern
-
-
-def _is_read_only(pattern: str) -> bool:
-    return pattern.strip().lower().endswith("/read")
-
-
-def resource_type(resource_key: str) -> str | None:
-    """`microsoft.virtualmachineimages/imagetemplates` for a (normalized) resource ID; None for RGs and above."""
-    low = resource_key.lower().rstrip("/")
-    i = low.rfind("/providers/")
-    if i < 0:
-        return None
-    parts = low[i + len("/providers/") :].split("/")
-    if len(parts) < 3:
-        return None
-    return "/".join([parts[0], *parts[1::2]])
-
-
-def action_resource_type(action: str) -> str | None:
-    """The resource type a concrete action is authorized on: `ns/type/child` for `ns/type/child/write`.
-
-    A custom operation ends in `<name>/action` (`imageTemplates/run/action` is on imageTemplates), so both
-    segments go. None for a pattern: which type it names is not one answer.
-    """
-    if not _is_concrete(action):
-        return None
-    parts = action.strip().lower().split("/")
-    cut = 2 if parts[-1] == "action" else 1
-    return "/".join(parts[:-cut]) if len(parts) > cut + 1 else None
-
-
-def on_child_resource(action: str, target_key: str) -> bool:
-    """Is `action` authorized on a child resource of `target_key` (`imageTemplates/triggers/write` on a template)?
-
-    ARM checks such an action at the child's own scope, where a deny with doNotApplyToChildScopes at the target
-    (or above) does not reach.
-    """
-    target = resource_type(target_key)
-    acted = action_resource_type(action)
-    return bool(target and acted and acted.startswith(target + "/"))
 
 
 # Writes on four unrelated providers: a role that grants all of them (net of its notActions) writes across
@@ -246,7 +137,7 @@ def _block_grants(perm: Permission, question: str, data: bool) -> list[str]:
     action itself, whichever pattern granted it.
     """
     allow, deny = _block_lists(perm, data)
-    if _is_concrete(question):
+    if is_concrete(question):
         if any(matches(n, question) for n in deny):
             return []
         return [a for a in allow if matches(a, question)][:1]
@@ -259,14 +150,14 @@ def _block_grants_non_read(perm: Permission, data: bool) -> list[str]:
     return [
         a
         for a in allow
-        if not _is_read_only(a) and not any(covers(ig, a) for ig in NON_READ_IGNORED) and not any(covers(n, a) for n in deny)
+        if not is_read_only(a) and not any(covers(ig, a) for ig in NON_READ_IGNORED) and not any(covers(n, a) for n in deny)
     ]
 
 
 def _deny_removes(perm: Permission, question: str | None, granted_by: str, data: bool) -> bool:
     """Does a deny block remove what `granted_by` grants for `question`? Conservative: only when sure."""
     actions, exceptions = _block_lists(perm, data)
-    if question is not None and _is_concrete(question):
+    if question is not None and is_concrete(question):
         return any(matches(d, question) for d in actions) and not any(matches(x, question) for x in exceptions)
     covered = any(covers(d, granted_by) or (question is not None and covers(d, question)) for d in actions)
     return covered and not any(intersects(x, granted_by) for x in exceptions)
@@ -456,7 +347,7 @@ class Rbac:
             else:
                 for q in query.actions:
                     patterns = [a for p in role.permissions for a in _block_grants(p, q, query.data)]
-                    if _is_concrete(q):
+                    if is_concrete(q):
                         patterns = patterns[:1]  # the first block that grants it; denies are judged on q itself
                     out += ((q, a) for a in dict.fromkeys(patterns))
             hit = self._role_cache[key] = tuple(out)
