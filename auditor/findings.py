@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -12,6 +13,7 @@ class Status(StrEnum):
     FAIL = "FAIL"
     ERROR = "ERROR"  # could not be evaluated (a read failed): never counts as passed
     NA = "N/A"  # does not apply to this template
+    ACCEPTED = "ACCEPTED"  # a FAIL that an unexpired exception covers; never set from ERROR or PASS; no exit 1
 
 
 class Severity(StrEnum):
@@ -22,7 +24,7 @@ class Severity(StrEnum):
 
 
 SEVERITY_WEIGHT = {Severity.HIGH: 5, Severity.MEDIUM: 3, Severity.LOW: 1, Severity.INFO: 0}
-STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.PASS: 2, Status.NA: 3}
+STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.ACCEPTED: 2, Status.PASS: 3, Status.NA: 4}
 
 
 @dataclass
@@ -43,6 +45,18 @@ class Finding:
     role_scope: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
     template_id: str = ""  # the template this finding scores; equals resource_id for template findings
+    # Second-release fields (design.md): who the principal is (Microsoft Graph), the run-to-run change
+    # against a baseline, and the exception that accepted a FAIL. Empty where they do not apply.
+    principal_name: str = ""
+    principal_upn: str = ""
+    change: str = ""  # new | unchanged | regressed | fixed (with --baseline)
+    exception_reason: str = ""
+    exception_owner: str = ""
+    exception_expires: str = ""  # YYYY-MM-DD
+
+    @property
+    def finding_id(self) -> str:
+        return finding_id(self.check_id, self.resource_id, self.principal_id)
 
     def sort_key(self) -> tuple[str, str, str, int, str, str, str]:
         return (
@@ -54,6 +68,16 @@ class Finding:
             self.role_scope.lower(),
             self.detail,
         )
+
+
+def finding_id(check_id: str, resource_id: str, principal_id: str = "") -> str:
+    """A stable ID for a finding across runs, machines and report formats.
+
+    The first 16 hex digits of SHA-256 over `CHECK_ID|resource id (lower case)|principal id (lower case)`, so
+    a baseline or an exception keyed on it survives ARM's case drift in IDs.
+    """
+    key = f"{check_id.upper()}|{resource_id.strip().lower()}|{principal_id.strip().lower()}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 def passed(detail: str, **kw: Any) -> Finding:

@@ -49,6 +49,13 @@ CSV_COLUMNS = [
     "remediation",
     "docs_url",
     "audited_at",
+    "finding_id",
+    "change",
+    "principal_name",
+    "principal_upn",
+    "exception_reason",
+    "exception_owner",
+    "exception_expires",
 ]
 LP_CHECKS = [f"AIB-LP-00{n}" for n in range(1, 8)]
 TOKEN = {

@@ -84,12 +84,32 @@ def add_findings(result: AuditResult, *extra: Finding) -> AuditResult:
 
 def test_csv_header_is_exactly_the_contract() -> None:
     text = render("csv", audit(estate()), run_info(audit(estate())))
-    header = text.split("\r\n", 1)[0]
-    assert header == (
+    header = next(csv.reader(io.StringIO(text, newline="")))
+    expected = (
         "subscription_id,resource_group,resource_type,resource_name,resource_id,check_id,practice,title,"
-        "severity,status,detail,principal_id,principal_type,role_name,role_scope,remediation,docs_url,audited_at"
+        "severity,status,detail,principal_id,principal_type,role_name,role_scope,remediation,docs_url,audited_at,"
+        "finding_id,change,principal_name,principal_upn,exception_reason,exception_owner,exception_expires"
     )
-    assert list(COLUMNS) == header.split(",")
+    assert header == expected.split(",")  # noqa: SIM905 - the contract reads best as the one line design.md has
+    assert list(COLUMNS) == header
+    # Every cell is quoted (OWASP): importers that split on ';' or tab never see a bare formula.
+    assert text.startswith('"subscription_id","resource_group",')
+
+
+def test_csv_quotes_cells_that_hide_a_formula_behind_a_separator() -> None:
+    from auditor.findings import Finding, Status
+    from auditor.reports.csv_report import finding_row
+
+    row = finding_row(Finding(Status.FAIL, "ok;=1+1", check_id="AIB-LOCK-001"), None, "t")
+    assert row["detail"] == "ok;=1+1"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["detail"], quoting=csv.QUOTE_ALL)
+    w.writerow({"detail": row["detail"]})
+    assert buf.getvalue() == '"ok;=1+1"\r\n'
+    text = render("csv", audit(estate()), run_info(audit(estate())))
+    for line in text.split("\r\n")[1:]:
+        if line:
+            assert line.startswith('"') and line.endswith('"')
 
 
 def test_csv_rows_carry_resource_fields_and_check_metadata() -> None:
@@ -172,7 +192,8 @@ def test_reports_are_deterministic_apart_from_timestamps() -> None:
     csv_a = render("csv", first, run_info(first))
     csv_b = render("csv", second, run_info(second, finished=datetime(2027, 1, 1, tzinfo=UTC)))
     assert csv_a != csv_b  # audited_at differs ...
-    strip = lambda text: [r[:-1] for r in csv.reader(io.StringIO(text, newline=""))]  # noqa: E731
+    at = COLUMNS.index("audited_at")
+    strip = lambda text: [r[:at] + r[at + 1 :] for r in csv.reader(io.StringIO(text, newline=""))]  # noqa: E731
     assert strip(csv_a) == strip(csv_b)  # ... and nothing else
     json_a, json_b = report_dict(first, run_info(first)), report_dict(second, run_info(second))
     assert json.dumps(json_a) == json.dumps(json_b)
@@ -229,7 +250,7 @@ def test_json_has_schema_run_metadata_scores_and_findings() -> None:
         "collection_notes": [],
         "exit_code": 1,
     }
-    assert doc["summary"] == {"FAIL": 2, "ERROR": 0, "PASS": 2, "N/A": 0}
+    assert doc["summary"] == {"FAIL": 2, "ERROR": 0, "ACCEPTED": 0, "PASS": 2, "N/A": 0}
     linux = next(t for t in doc["templates"] if t["name"] == "tpl-linux")
     # LOCK-001 (medium, 3) fails, LOCK-002 (low, 1) passes: 1/4 of the weight; no least-privilege check ran.
     assert linux["scores"] == {"resilience": 25, "least_privilege": None}
@@ -240,7 +261,10 @@ def test_json_has_schema_run_metadata_scores_and_findings() -> None:
     assert set(finding) == {
         "check_id", "status", "severity", "practice", "title", "resource_id", "template_id", "detail",
         "principal_id", "principal_type", "role_name", "role_scope", "evidence", "remediation", "docs_url",
+        "finding_id", "change", "principal_name", "principal_upn", "exception_reason", "exception_owner",
+        "exception_expires",
     }  # fmt: skip
+    assert len(finding["finding_id"]) == 16 and finding["change"] == "" and finding["exception_reason"] == ""
 
 
 def test_json_lists_failed_reads_and_error_templates() -> None:

@@ -27,7 +27,7 @@ EXIT_MEANINGS: dict[int, str] = {
 }
 
 FORMATS = ("table", "csv", "json")
-STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.PASS, Status.NA)
+STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS, Status.NA)
 
 
 def exit_code_for(result: AuditResult) -> int:

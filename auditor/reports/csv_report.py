@@ -34,6 +34,14 @@ COLUMNS: tuple[str, ...] = (
     "remediation",
     "docs_url",
     "audited_at",
+    # Second release: appended, so the first release's columns keep their positions.
+    "finding_id",
+    "change",
+    "principal_name",
+    "principal_upn",
+    "exception_reason",
+    "exception_owner",
+    "exception_expires",
 )
 
 # A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets.
@@ -93,6 +101,13 @@ def finding_row(f: Finding, meta: CheckMeta | None, audited_at: str) -> dict[str
         "remediation": remediation_text(meta),
         "docs_url": meta.docs_url if meta else "",
         "audited_at": audited_at,
+        "finding_id": f.finding_id,
+        "change": f.change,
+        "principal_name": f.principal_name,
+        "principal_upn": f.principal_upn,
+        "exception_reason": f.exception_reason,
+        "exception_owner": f.exception_owner,
+        "exception_expires": f.exception_expires,
     }
     return {k: escape_cell(str(v)) for k, v in values.items()}
 
@@ -101,7 +116,8 @@ def render_csv(result: AuditResult, run: RunInfo) -> str:
     metas = {cid: chk.meta for cid, chk in catalog().items()}
     audited_at = iso(run.finished_at)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, quoting=csv.QUOTE_MINIMAL)  # RFC 4180: CRLF line ends
+    # Every cell quoted (OWASP): an importer that splits on `;` or tab must not see `ok;=1+1` as a formula cell.
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, quoting=csv.QUOTE_ALL)  # RFC 4180: CRLF line ends
     writer.writeheader()
     for f in all_findings(result):
         writer.writerow(finding_row(f, metas.get(f.check_id), audited_at))

@@ -23,7 +23,7 @@ Schema (version "1"), in JSON-schema-like notation:
                                                 # without Entra ID P2 (AadPremiumLicenseRequired)
         "exit_code": 0 | 1 | 3                  # 0 nothing failed, 1 a FAIL, 3 incomplete
       },
-      "summary": {"FAIL": integer, "ERROR": integer, "PASS": integer, "N/A": integer},   # findings per status
+      "summary": {"FAIL": int, "ERROR": int, "ACCEPTED": int, "PASS": int, "N/A": int},   # findings per status
       "templates": [{                           # sorted by ID (case-insensitive)
         "id": string, "name": string, "subscription_id": string, "resource_group": string, "location": string,
         "scores": {"resilience": integer 0-100 | null, "least_privilege": integer 0-100 | null},  # null: nothing applied
@@ -31,12 +31,16 @@ Schema (version "1"), in JSON-schema-like notation:
         "checks": {check_id: "PASS" | "FAIL" | "ERROR" | "N/A"}
       }],
       "findings": [{                            # one per finding, in Finding.sort_key order
-        "check_id": string, "status": "PASS" | "FAIL" | "ERROR" | "N/A",
+        "check_id": string, "status": "PASS" | "FAIL" | "ERROR" | "ACCEPTED" | "N/A",
         "severity": "high" | "medium" | "low" | "info", "practice": string, "title": string,
         "resource_id": string, "template_id": string, "detail": string,
         "principal_id": string, "principal_type": string, "role_name": string, "role_scope": string,
         "evidence": object,                     # check-specific; keys sorted
-        "remediation": string, "docs_url": string
+        "remediation": string, "docs_url": string,
+        "finding_id": string,                   # stable across runs: findings.finding_id
+        "change": "" | "new" | "unchanged" | "regressed" | "fixed",   # with --baseline
+        "principal_name": string, "principal_upn": string,            # from Microsoft Graph, where read
+        "exception_reason": string, "exception_owner": string, "exception_expires": string  # ACCEPTED rows
       }]
     }
 
@@ -109,6 +113,13 @@ def _finding(f: Finding, meta: CheckMeta | None) -> dict[str, Any]:
         "evidence": jsonable(f.evidence),
         "remediation": remediation_text(meta),
         "docs_url": meta.docs_url if meta else "",
+        "finding_id": f.finding_id,
+        "change": f.change,
+        "principal_name": f.principal_name,
+        "principal_upn": f.principal_upn,
+        "exception_reason": f.exception_reason,
+        "exception_owner": f.exception_owner,
+        "exception_expires": f.exception_expires,
     }
 
 

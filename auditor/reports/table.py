@@ -19,7 +19,13 @@ from auditor.findings import Finding, Status
 from auditor.reports import EXIT_MEANINGS, RunInfo, all_findings, status_counts
 from checks.registry import catalog
 
-STATUS_STYLE = {Status.FAIL: "bold red", Status.ERROR: "bold magenta", Status.PASS: "green", Status.NA: "dim"}
+STATUS_STYLE = {
+    Status.FAIL: "bold red",
+    Status.ERROR: "bold magenta",
+    Status.ACCEPTED: "yellow",
+    Status.PASS: "green",
+    Status.NA: "dim",
+}
 SEVERITY_STYLE = {"high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
@@ -38,6 +44,8 @@ def _summary(result: AuditResult, run: RunInfo, findings: list[Finding]) -> Text
     line = Text("aib-audit", style="bold")
     line.append(f": {_plural(len(result.templates), 'template')} audited in {_plural(len(run.subscriptions), 'subscription')}")
     for status, n in status_counts(findings).items():
+        if status == Status.ACCEPTED and not n:  # only runs with --exceptions can have any
+            continue
         line.append(" | ")
         line.append(f"{n} {status}", style=STATUS_STYLE[Status(status)] if n else "")
     subs = ", ".join(run.subscriptions) or "none"
