@@ -12,14 +12,10 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,8 +23,9 @@ import typer
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
 from auditor.errors import UsageError
+from auditor.output import check_writable, emit
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, exit_code_for, render
-from auditor.snapshot import Snapshot
+from auditor.sources import acquire
 
 try:  # typer >= 0.20 vendors click; older typer uses click itself
     from typer._click.exceptions import ClickException
@@ -103,147 +100,6 @@ def validate(opts: AuditOptions) -> None:
     for flag, path in (("--output", opts.output), ("--snapshot-out", opts.snapshot_out)):
         if path is not None:
             check_writable(flag, path)
-
-
-def check_writable(flag: str, path: Path) -> None:
-    """Fail before a long collection rather than after it."""
-    if path.is_dir():
-        raise UsageError(f"{flag} {path} is a directory, not a file")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: directory {parent} is not writable")
-
-
-# --------------------------------------------------------------------------------------------- output
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextmanager
-def atomic_target(path: Path, flag: str) -> Iterator[Path]:
-    """A temp file beside `path`, renamed over it only when the body succeeds: an old report is never lost half-way."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
-        os.chmod(tmp_path, mode)
-        os.replace(tmp_path, path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {flag} {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str, flag: str = "--output") -> None:
-    with atomic_target(path, flag) as tmp:
-        # newline="" keeps the CSV's RFC 4180 CRLF line ends as they are on every platform.
-        tmp.write_text(text, encoding="utf-8", newline="")
-
-
-def emit(text: str, output: Path | None) -> None:
-    if output is None:
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:  # `aib-audit ... | head`: the reader left; keep the audit's exit code, no noise
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-    else:
-        write_text_atomic(output, text)
-
-
-# --------------------------------------------------------------------------------------------- collection
-
-
-@contextmanager
-def progress_display() -> Iterator[Callable[[str], None] | None]:
-    """A spinner with the collector's latest step on stderr, only for a person at a terminal; CI logs stay clean."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.text import Text
-
-    with Console(stderr=True).status(Text("collecting"), spinner="dots") as status:
-
-        def say(message: str) -> None:  # called from the collector's worker threads; rich's Live locks
-            status.update(Text(f"collecting: {message}"))
-
-        yield say
-
-
-def collect_live(opts: AuditOptions) -> Snapshot:
-    from auditor.azure import default_credential
-    from auditor.collect import collect
-
-    opts.arm_endpoint = opts.arm_endpoint or DEFAULT_ARM_ENDPOINT
-    credential = default_credential()
-    try:
-        with progress_display() as progress:
-            return collect(
-                opts.subscriptions,
-                credential,
-                arm_endpoint=opts.arm_endpoint,
-                connection_verify=True,  # the system CA store, or REQUESTS_CA_BUNDLE as Azure users expect
-                max_workers=opts.max_workers,
-                progress=progress,
-            )
-    finally:
-        credential.close()
-
-
-def demo_estate() -> dict[str, Any]:
-    """The bundled demo estate, found through the `fixtures` package so it works from an installed wheel too."""
-    ref = resources.files("fixtures").joinpath("estates", "demo.json")
-    try:
-        return json.loads(ref.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"the bundled demo estate cannot be read ({exc}); reinstall aib-audit") from None
-
-
-def collect_demo(opts: AuditOptions) -> Snapshot:
-    """Serve the demo estate from the in-process emulator and collect it through the real SDK path."""
-    from auditor.azure import StaticTokenCredential
-    from auditor.collect import collect
-    from auditor.emulator import Emulator
-
-    estate = demo_estate()
-    opts.subscriptions = [str(s).lower() for s in estate.get("subscriptions", [])]
-    with Emulator(estate) as emu, progress_display() as progress:
-        opts.arm_endpoint = emu.endpoint
-        return collect(
-            opts.subscriptions,
-            StaticTokenCredential(),
-            arm_endpoint=emu.endpoint,
-            connection_verify=emu.ca_bundle,
-            max_workers=opts.max_workers,
-            progress=progress,
-        )
-
-
-def acquire(opts: AuditOptions) -> Snapshot:
-    if opts.source == "snapshot" and opts.snapshot is not None:
-        snap = Snapshot.load(opts.snapshot)
-        opts.subscriptions = [s.lower() for s in snap.subscriptions]
-        opts.arm_endpoint = str(snap.meta.get("arm_endpoint") or "")
-        return snap
-    snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
-    if opts.snapshot_out is not None:  # saved before the audit, so the data survives whatever follows
-        with atomic_target(opts.snapshot_out, "--snapshot-out") as tmp:
-            snap.save(tmp)
-    return snap
 
 
 # --------------------------------------------------------------------------------------------- the audit

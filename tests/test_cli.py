@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from auditor import cli
+from auditor import cli, sources
 from checks.registry import catalog
 from fixtures import builders as b
 from tests.conftest import read_lines
@@ -329,7 +329,7 @@ def strip_audited_at(text: str) -> list[list[str]]:
 def test_demo_collects_through_the_emulator_and_snapshot_round_trips(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "demo_estate", estate_doc)
+    monkeypatch.setattr(sources, "demo_estate", estate_doc)
     first, saved = tmp_path / "first.csv", tmp_path / "snap.json"
     code, out, err = run(capsys, "--demo", *LOCKS, "-f", "csv", "-o", str(first), "--snapshot-out", str(saved))
     assert (code, out, err) == (1, "", "")

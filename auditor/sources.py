@@ -1,0 +1,97 @@
+"""Where the audited data comes from: a live collection, the bundled demo (through the emulator) or a snapshot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from auditor import DEFAULT_ARM_ENDPOINT
+from auditor.errors import UsageError
+from auditor.output import atomic_target
+from auditor.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from auditor.cli import AuditOptions
+
+
+@contextmanager
+def progress_display() -> Iterator[Callable[[str], None] | None]:
+    """A spinner with the collector's latest step on stderr, only for a person at a terminal; CI logs stay clean."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    with Console(stderr=True).status(Text("collecting"), spinner="dots") as status:
+
+        def say(message: str) -> None:  # called from the collector's worker threads; rich's Live locks
+            status.update(Text(f"collecting: {message}"))
+
+        yield say
+
+
+def collect_live(opts: AuditOptions) -> Snapshot:
+    from auditor.azure import default_credential
+    from auditor.collect import collect
+
+    opts.arm_endpoint = opts.arm_endpoint or DEFAULT_ARM_ENDPOINT
+    credential = default_credential()
+    try:
+        with progress_display() as progress:
+            return collect(
+                opts.subscriptions,
+                credential,
+                arm_endpoint=opts.arm_endpoint,
+                connection_verify=True,  # the system CA store, or REQUESTS_CA_BUNDLE as Azure users expect
+                max_workers=opts.max_workers,
+                progress=progress,
+            )
+    finally:
+        credential.close()
+
+
+def demo_estate() -> dict[str, Any]:
+    """The bundled demo estate, found through the `fixtures` package so it works from an installed wheel too."""
+    ref = resources.files("fixtures").joinpath("estates", "demo.json")
+    try:
+        return json.loads(ref.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"the bundled demo estate cannot be read ({exc}); reinstall aib-audit") from None
+
+
+def collect_demo(opts: AuditOptions) -> Snapshot:
+    """Serve the demo estate from the in-process emulator and collect it through the real SDK path."""
+    from auditor.azure import StaticTokenCredential
+    from auditor.collect import collect
+    from auditor.emulator import Emulator
+
+    estate = demo_estate()
+    opts.subscriptions = [str(s).lower() for s in estate.get("subscriptions", [])]
+    with Emulator(estate) as emu, progress_display() as progress:
+        opts.arm_endpoint = emu.endpoint
+        return collect(
+            opts.subscriptions,
+            StaticTokenCredential(),
+            arm_endpoint=emu.endpoint,
+            connection_verify=emu.ca_bundle,
+            max_workers=opts.max_workers,
+            progress=progress,
+        )
+
+
+def acquire(opts: AuditOptions) -> Snapshot:
+    if opts.source == "snapshot" and opts.snapshot is not None:
+        snap = Snapshot.load(opts.snapshot)
+        opts.subscriptions = [s.lower() for s in snap.subscriptions]
+        opts.arm_endpoint = str(snap.meta.get("arm_endpoint") or "")
+        return snap
+    snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
+    if opts.snapshot_out is not None:  # saved before the audit, so the data survives whatever follows
+        with atomic_target(opts.snapshot_out, "--snapshot-out") as tmp:
+            snap.save(tmp)
+    return snap
