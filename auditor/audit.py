@@ -39,6 +39,10 @@ class AuditResult:
     findings: list[Finding]
     inventory: Inventory
     extra_errors: list[Finding] = field(default_factory=list)
+    # With --baseline: findings that were FAIL in the baseline and are PASS or gone now (change "fixed").
+    fixed: list[Finding] = field(default_factory=list)
+    # One-line notes about the run the reports should show (e.g. stale exceptions); stderr gets them too.
+    notes: list[str] = field(default_factory=list)
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.findings if f.status == status)
