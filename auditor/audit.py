@@ -31,6 +31,11 @@ class TemplateResult:
     def error_checks(self) -> list[str]:
         return sorted(cid for cid, s in self.statuses.items() if s == Status.ERROR)
 
+    @property
+    def accepted_checks(self) -> list[str]:
+        """Checks whose every FAIL on this template an exception accepts (the score still counts them failed)."""
+        return sorted(cid for cid, s in self.statuses.items() if s == Status.ACCEPTED)
+
 
 @dataclass
 class AuditResult:

@@ -24,7 +24,7 @@ import typer
 from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
 from auditor.errors import UsageError
 from auditor.output import check_writable, emit
-from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, exit_code_for, render
+from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, render
 from auditor.sources import acquire
 
 try:  # typer >= 0.20 vendors click; older typer uses click itself
@@ -42,6 +42,14 @@ class ReportFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+
+
+class FailOn(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    info = "info"
 
 
 class CatalogFormat(StrEnum):
@@ -75,6 +83,11 @@ class AuditOptions:
     skip: list[str] = field(default_factory=list)
     policy: Path | None = None
     max_workers: int = 8
+    exceptions: Path | None = None
+    baseline: Path | None = None
+    fail_on: str = "info"
+    fail_on_new: bool = False
+    reports: list[str] = field(default_factory=list)
     source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
 
 
@@ -111,6 +124,7 @@ def _meta_int(meta: dict[str, Any], key: str) -> int:
 
 
 def run_audit_command(opts: AuditOptions) -> int:
+    from auditor import workflow
     from auditor.audit import run_audit, select_checks
     from auditor.inventory import build_inventory
     from auditor.policy import Policy, load_policy
@@ -121,9 +135,19 @@ def run_audit_command(opts: AuditOptions) -> int:
     from checks.registry import catalog
 
     policy = load_policy(opts.policy, known_checks=catalog()) if opts.policy is not None else Policy()
+    flow = workflow.prepare(  # exceptions, baseline and report paths: validated before any network call too
+        exceptions=opts.exceptions,
+        baseline=opts.baseline,
+        fail_on=opts.fail_on,
+        fail_on_new=opts.fail_on_new,
+        reports=opts.reports,
+        taken={"--output": opts.output, "--snapshot-out": opts.snapshot_out},
+        known_checks=list(catalog()),
+    )
     snap = acquire(opts)
     result = run_audit(build_inventory(snap), checks, policy)
-    code = exit_code_for(result)
+    workflow.apply(flow, result, opts.subscriptions, started.date())
+    code = workflow.exit_code(flow, result)
     run = RunInfo(
         source=opts.source,
         subscriptions=opts.subscriptions,
@@ -134,10 +158,16 @@ def run_audit_command(opts: AuditOptions) -> int:
         arm_calls=_meta_int(snap.meta, "arm_calls"),
         throttled=_meta_int(snap.meta, "throttled"),
         collected_at=str(snap.meta.get("collected_at") or ""),
+        fail_on=flow.fail_on,
+        fail_on_new=flow.fail_on_new,
+        exceptions=flow.exceptions_path,
+        baseline=flow.baseline_path,
     )
     to_terminal = opts.output is None and sys.stdout.isatty()
     width = max(shutil.get_terminal_size((120, 24)).columns, 80) if to_terminal else 120
     emit(render(opts.fmt, result, run, color=to_terminal and not os.environ.get("NO_COLOR"), width=width), opts.output)
+    workflow.write_reports(flow, result, run)
+    workflow.print_notes(result)
     return code
 
 
@@ -175,6 +205,24 @@ def audit(
     ] = None,
     policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="Audit policy file (TOML or YAML).")] = None,
     max_workers: Annotated[int, typer.Option("--max-workers", metavar="N", min=1, max=64, help="Parallel ARM reads.")] = 8,
+    exceptions: Annotated[
+        Path | None,
+        typer.Option("--exceptions", metavar="FILE", help="Accepted risks (TOML or YAML): matching FAILs become ACCEPTED."),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", metavar="FILE", help="JSON report of an earlier run: mark new, regressed, fixed."),
+    ] = None,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Lowest severity of a FAIL that sets exit 1 (critical: none is).")
+    ] = FailOn.info,
+    fail_on_new: Annotated[
+        bool, typer.Option("--fail-on-new", help="Exit 1 only for new or regressed FAILs (needs --baseline).")
+    ] = False,
+    report: Annotated[
+        list[str] | None,
+        typer.Option("--report", metavar="FORMAT=PATH", help="Also write this report (repeatable), e.g. csv=findings.csv."),
+    ] = None,
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
@@ -192,10 +240,16 @@ def audit(
         skip=list(skip_check or []),
         policy=policy,
         max_workers=max_workers,
+        exceptions=exceptions,
+        baseline=baseline,
+        fail_on=fail_on.value,
+        fail_on_new=fail_on_new,
+        reports=list(report or []),
     )
     if ctx.invoked_subcommand is not None:
         # `aib-audit --demo checks` is ambiguous: refuse rather than silently drop the audit options.
-        if opts.subscriptions or demo or snapshot or snapshot_out or output or arm_endpoint or check or skip_check or policy:
+        given = (snapshot, snapshot_out, output, arm_endpoint, check, skip_check, policy, exceptions, baseline, report)
+        if opts.subscriptions or demo or any(given) or fail_on_new or fail_on != FailOn.info:
             raise UsageError(f"audit options cannot be combined with the '{ctx.invoked_subcommand}' command")
         return
     raise typer.Exit(run_audit_command(opts))

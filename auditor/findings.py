@@ -97,9 +97,10 @@ def not_applicable(detail: str, **kw: Any) -> Finding:
 
 
 def check_status(findings: list[Finding]) -> Status:
-    """A check's overall status for one template: any FAIL fails it, then any ERROR, then PASS, else N/A."""
+    """A check's overall status for one template: any FAIL fails it, then any ERROR, then ACCEPTED (only FAILs an
+    exception covers are left), then PASS, else N/A."""
     statuses = {f.status for f in findings}
-    for s in (Status.FAIL, Status.ERROR, Status.PASS):
+    for s in (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS):
         if s in statuses:
             return s
     return Status.NA

@@ -62,16 +62,25 @@ def policy_from_dict(data: Any, source: str = "policy", known_checks: Iterable[s
     return Policy(max_template_writers=limit, allowed_principals=allowed)
 
 
-def load_policy(path: str | Path, known_checks: Iterable[str] | None = None) -> Policy:
+def load_document(path: str | Path, what: str, error: type[UsageError] = UsageError) -> Any:
+    """Read and parse a TOML (by extension) or YAML file, or raise `error` with one line naming the file.
+
+    Shared by every configuration file the CLI reads (the policy, the exceptions), so they fail alike.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"policy file not found: {p}") from None
+        raise error(f"{what} file not found: {p}") from None
+    except IsADirectoryError:
+        raise error(f"{what} file {p} is a directory") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read policy file {p}: {exc}") from None
+        raise error(f"cannot read {what} file {p}: {exc}") from None
     try:
-        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
+        return tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise PolicyError(f"policy file {p} does not parse: {str(exc).splitlines()[0]}") from None
-    return policy_from_dict(data, str(p), known_checks)
+        raise error(f"{what} file {p} does not parse: {str(exc).splitlines()[0]}") from None
+
+
+def load_policy(path: str | Path, known_checks: Iterable[str] | None = None) -> Policy:
+    return policy_from_dict(load_document(path, "policy", PolicyError), str(path), known_checks)

@@ -249,8 +249,14 @@ def test_json_has_schema_run_metadata_scores_and_findings() -> None:
         "failed_reads": [],
         "collection_notes": [],
         "exit_code": 1,
+        "fail_on": "info",
+        "fail_on_new": False,
+        "exceptions": "",
+        "baseline": "",
+        "notes": [],
     }
-    assert doc["summary"] == {"FAIL": 2, "ERROR": 0, "ACCEPTED": 0, "PASS": 2, "N/A": 0}
+    assert doc["summary"] == {"FAIL": 2, "ERROR": 0, "ACCEPTED": 0, "PASS": 2, "N/A": 0, "new": 0, "regressed": 0, "fixed": 0}
+    assert doc["fixed"] == []
     linux = next(t for t in doc["templates"] if t["name"] == "tpl-linux")
     # LOCK-001 (medium, 3) fails, LOCK-002 (low, 1) passes: 1/4 of the weight; no least-privilege check ran.
     assert linux["scores"] == {"resilience": 25, "least_privilege": None}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Status
+from checks.registry import catalog
 
 # Exit codes (design.md "Command line"): the reports state them, the CLI returns them.
 EXIT_OK = 0
@@ -29,12 +30,36 @@ EXIT_MEANINGS: dict[int, str] = {
 FORMATS = ("table", "csv", "json")
 STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS, Status.NA)
 
+# `--fail-on LEVEL`: a FAIL of this severity or above sets exit 1. No check is `critical` (the catalog's
+# severities are high, medium, low, info); the level is accepted because CI gates commonly say it, and
+# `--fail-on critical` therefore fails on nothing: the run reports, and exits 3 only when it is incomplete.
+FAIL_ON_LEVELS: tuple[str, ...] = ("critical", "high", "medium", "low", "info")
+_RANK = {level: len(FAIL_ON_LEVELS) - i for i, level in enumerate(FAIL_ON_LEVELS)}
+GATING_CHANGES = ("new", "regressed")  # with --fail-on-new, only these FAILs set exit 1
 
-def exit_code_for(result: AuditResult) -> int:
+
+def gating_failures(result: AuditResult, fail_on: str = "info", fail_on_new: bool = False) -> list[Finding]:
+    """The FAIL rows that set exit 1: at or above `fail_on`, and with `fail_on_new` only new or regressed ones.
+
+    ACCEPTED rows never gate. A FAIL whose check is not in the catalog gates at any level (fail closed).
+    """
+    threshold = _RANK[fail_on]
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    out = []
+    for f in all_findings(result):
+        if f.status != Status.FAIL or (fail_on_new and f.change not in GATING_CHANGES):
+            continue
+        meta = metas.get(f.check_id)
+        if meta is None or _RANK[str(meta.severity)] >= threshold:
+            out.append(f)
+    return out
+
+
+def exit_code_for(result: AuditResult, fail_on: str = "info", fail_on_new: bool = False) -> int:
     """3 (incomplete) wins over 1 (a FAIL): a partial audit cannot vouch for the checks it could not run."""
     if result.incomplete:
         return EXIT_INCOMPLETE
-    if result.count(Status.FAIL):
+    if gating_failures(result, fail_on, fail_on_new):
         return EXIT_FAILED
     return EXIT_OK
 
@@ -52,6 +77,11 @@ class RunInfo:
     arm_calls: int = 0  # ARM requests the collection made (for --snapshot: as the snapshot recorded them)
     throttled: int = 0  # 429 responses met while collecting
     collected_at: str = ""  # when the audited data was read from ARM
+    # The workflow options (auditor/workflow.py): what decided exit 1, and the files the run was compared with.
+    fail_on: str = "info"
+    fail_on_new: bool = False
+    exceptions: str = ""  # --exceptions FILE, as given
+    baseline: str = ""  # --baseline FILE, as given
 
 
 def iso(ts: datetime) -> str:
@@ -68,6 +98,23 @@ def all_findings(result: AuditResult) -> list[Finding]:
 
 def status_counts(findings: list[Finding]) -> dict[str, int]:
     return {str(s): sum(1 for f in findings if f.status == s) for s in STATUSES}
+
+
+def change_counts(result: AuditResult) -> dict[str, int]:
+    """Against a baseline: FAIL rows that are new or regressed, and findings fixed (all 0 without --baseline)."""
+    findings = all_findings(result)
+    return {
+        "new": sum(1 for f in findings if f.status == Status.FAIL and f.change == "new"),
+        "regressed": sum(1 for f in findings if f.status == Status.FAIL and f.change == "regressed"),
+        "fixed": len(result.fixed),
+    }
+
+
+def fixed_gone(result: AuditResult) -> list[Finding]:
+    """Fixed findings that have no row in this run (their template, resource or principal is gone); the ones
+    that PASS now are already among the findings, with change `fixed`."""
+    present = {id(f) for f in all_findings(result)}
+    return [f for f in result.fixed if id(f) not in present]
 
 
 def render(fmt: str, result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120) -> str:

@@ -12,7 +12,7 @@ import io
 from auditor import ids
 from auditor.audit import AuditResult
 from auditor.findings import Finding
-from auditor.reports import RunInfo, all_findings, iso
+from auditor.reports import RunInfo, all_findings, fixed_gone, iso
 from checks.registry import CheckMeta, catalog
 
 COLUMNS: tuple[str, ...] = (
@@ -119,6 +119,7 @@ def render_csv(result: AuditResult, run: RunInfo) -> str:
     # Every cell quoted (OWASP): an importer that splits on `;` or tab must not see `ok;=1+1` as a formula cell.
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, quoting=csv.QUOTE_ALL)  # RFC 4180: CRLF line ends
     writer.writeheader()
-    for f in all_findings(result):
+    # With --baseline, findings fixed by going away get a row too (change "fixed"), after this run's rows.
+    for f in all_findings(result) + fixed_gone(result):
         writer.writerow(finding_row(f, metas.get(f.check_id), audited_at))
     return buf.getvalue()

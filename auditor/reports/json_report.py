@@ -21,14 +21,21 @@ Schema (version "1"), in JSON-schema-like notation:
         }],
         "collection_notes": [string],           # error answers taken as "none can exist", e.g. no PIM
                                                 # without Entra ID P2 (AadPremiumLicenseRequired)
-        "exit_code": 0 | 1 | 3                  # 0 nothing failed, 1 a FAIL, 3 incomplete
+        "exit_code": 0 | 1 | 3,                 # 0 nothing failed (at or above fail_on), 1 a FAIL, 3 incomplete
+        "fail_on": "critical" | "high" | "medium" | "low" | "info",   # the lowest severity that sets exit 1
+        "fail_on_new": boolean,                 # only new or regressed FAILs set exit 1
+        "exceptions": string,                   # --exceptions FILE, or ""
+        "baseline": string,                     # --baseline FILE, or ""
+        "notes": [string]                       # stale exceptions, what a baseline could not compare
       },
-      "summary": {"FAIL": int, "ERROR": int, "ACCEPTED": int, "PASS": int, "N/A": int},   # findings per status
+      "summary": {"FAIL": int, "ERROR": int, "ACCEPTED": int, "PASS": int, "N/A": int,   # findings per status
+                  "new": int, "regressed": int,  # FAIL rows new or regressed since the baseline (0 without one)
+                  "fixed": int},                 # findings fixed since the baseline: len(fixed)
       "templates": [{                           # sorted by ID (case-insensitive)
         "id": string, "name": string, "subscription_id": string, "resource_group": string, "location": string,
         "scores": {"resilience": integer 0-100 | null, "least_privilege": integer 0-100 | null},  # null: nothing applied
         "failed_checks": [string], "error_checks": [string],
-        "checks": {check_id: "PASS" | "FAIL" | "ERROR" | "N/A"}
+        "checks": {check_id: "PASS" | "FAIL" | "ERROR" | "ACCEPTED" | "N/A"}   # ACCEPTED: every FAIL accepted
       }],
       "findings": [{                            # one per finding, in Finding.sort_key order
         "check_id": string, "status": "PASS" | "FAIL" | "ERROR" | "ACCEPTED" | "N/A",
@@ -41,8 +48,12 @@ Schema (version "1"), in JSON-schema-like notation:
         "change": "" | "new" | "unchanged" | "regressed" | "fixed",   # with --baseline
         "principal_name": string, "principal_upn": string,            # from Microsoft Graph, where read
         "exception_reason": string, "exception_owner": string, "exception_expires": string  # ACCEPTED rows
-      }]
+      }],
+      "fixed": [finding]                        # with --baseline: FAIL then, PASS or gone now (change "fixed");
+                                                # a gone one has status PASS (its template was audited) or N/A
     }
+
+`finding_id` is the first 16 hex digits of SHA-256 over `CHECK_ID|resource id lower case|principal id lower case`.
 
 Empty strings, not nulls, stand for "not applicable" in the finding fields, as in the CSV.
 """
@@ -57,7 +68,7 @@ from typing import Any
 from auditor import __version__
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import Finding
-from auditor.reports import RunInfo, all_findings, iso, status_counts
+from auditor.reports import RunInfo, all_findings, change_counts, iso, status_counts
 from auditor.reports.csv_report import remediation_text
 from checks.registry import CheckMeta, catalog
 
@@ -142,10 +153,16 @@ def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
             "failed_reads": [jsonable(e) for e in result.inventory.errors],
             "collection_notes": [str(n) for n in result.inventory.meta.get("notes", [])],
             "exit_code": run.exit_code,
+            "fail_on": run.fail_on,
+            "fail_on_new": run.fail_on_new,
+            "exceptions": run.exceptions,
+            "baseline": run.baseline,
+            "notes": list(result.notes),
         },
-        "summary": status_counts(findings),
+        "summary": {**status_counts(findings), **change_counts(result)},
         "templates": [_template(tr) for tr in sorted(result.templates, key=lambda tr: tr.template.key)],
         "findings": [_finding(f, metas.get(f.check_id)) for f in findings],
+        "fixed": [_finding(f, metas.get(f.check_id)) for f in result.fixed],
     }
 
 

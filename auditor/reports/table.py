@@ -16,7 +16,7 @@ from rich.text import Text
 from auditor import ids
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import Finding, Status
-from auditor.reports import EXIT_MEANINGS, RunInfo, all_findings, status_counts
+from auditor.reports import EXIT_MEANINGS, RunInfo, all_findings, change_counts, status_counts
 from checks.registry import catalog
 
 STATUS_STYLE = {
@@ -48,6 +48,14 @@ def _summary(result: AuditResult, run: RunInfo, findings: list[Finding]) -> Text
             continue
         line.append(" | ")
         line.append(f"{n} {status}", style=STATUS_STYLE[Status(status)] if n else "")
+    if run.baseline:  # the FAILs a reviewer has not seen yet, and what went away since the last run
+        changes = change_counts(result)
+        line.append(" | since baseline: ")
+        line.append(f"{changes['new']} new", style="bold red" if changes["new"] else "")
+        line.append(", ")
+        line.append(f"{changes['regressed']} regressed", style="bold red" if changes["regressed"] else "")
+        line.append(", ")
+        line.append(f"{changes['fixed']} fixed", style="green" if changes["fixed"] else "")
     subs = ", ".join(run.subscriptions) or "none"
     source = f"subscriptions: {subs}\nsource: {run.source}"
     if run.collected_at:
@@ -62,6 +70,8 @@ def _failed_cell(tr: TemplateResult) -> Text:
         cell.append(("" if not cell else ", ") + cid, style="red")
     for cid in tr.error_checks:
         cell.append(("" if not cell else ", ") + f"{cid} (ERROR)", style="magenta")
+    for cid in tr.accepted_checks:
+        cell.append(("" if not cell else ", ") + f"{cid} (accepted)", style="yellow")
     return cell if cell else Text("none", style="green")
 
 
@@ -117,8 +127,11 @@ def _findings_table(findings: list[Finding], names: dict[str, str]) -> Table:
         meta = metas.get(f.check_id)
         sev = str(meta.severity) if meta else ""
         template = names.get(ids.norm(f.template_id)) or ids.name_of(f.template_id or f.resource_id)
+        status = Text(str(f.status), style=STATUS_STYLE[f.status])
+        if f.change in ("new", "regressed"):
+            status.append(f"\n{f.change}", style="bold")
         table.add_row(
-            Text(str(f.status), style=STATUS_STYLE[f.status]),
+            status,
             Text(f.check_id),
             Text(sev, style=SEVERITY_STYLE.get(sev, "")),
             Text(template),
@@ -164,7 +177,10 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
     console.print()
     hidden = len(findings) - len(shown)
     counts = status_counts(findings)
-    console.print(Text(f"Exit code {run.exit_code}: {EXIT_MEANINGS.get(run.exit_code, '')}.", style="bold"))
+    gate = [f"--fail-on {run.fail_on}"] if run.fail_on != "info" else []
+    gate += ["--fail-on-new"] if run.fail_on_new else []
+    said = f" (gate: {' '.join(gate)})" if gate else ""
+    console.print(Text(f"Exit code {run.exit_code}: {EXIT_MEANINGS.get(run.exit_code, '')}{said}.", style="bold"))
     if hidden:
         console.print(
             Text(
