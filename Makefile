@@ -14,10 +14,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The demo estate with its accepted risks, every report from one collection; then the same estate a week later
+# against that run's JSON: new and fixed findings. Exit 1 (the demo has FAILs) is the expected outcome.
+DEMO_EXCEPTIONS := fixtures/demo-exceptions.toml
+
 demo: $(STAMP)
-	$(BIN)/aib-audit --demo --format csv --output demo.csv || [ $$? -eq 1 ]
-	$(BIN)/aib-audit --demo || [ $$? -eq 1 ]
-	@echo "CSV written to demo.csv"
+	$(BIN)/aib-audit --demo --exceptions $(DEMO_EXCEPTIONS) --report csv=demo.csv --report json=demo.json \
+		--report html=demo.html --report sarif=demo.sarif || [ $$? -eq 1 ]
+	@echo "Reports written: demo.csv demo.json demo.html demo.sarif"
+	@echo
+	@echo "A week later (fixtures/estates/demo-changed.json), compared with demo.json:"
+	$(BIN)/aib-audit --snapshot fixtures/estates/demo-changed.json --exceptions $(DEMO_EXCEPTIONS) --baseline demo.json \
+		--report csv=demo-changed.csv || [ $$? -eq 1 ]
+	@echo "Reports written: demo-changed.csv (column change: new, regressed, unchanged, fixed)"
 
 test: $(STAMP)
 	$(BIN)/ruff check auditor checks fixtures tests
@@ -34,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo.csv
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo.csv demo.json demo.html demo.sarif demo-changed.csv

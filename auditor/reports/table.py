@@ -16,7 +16,7 @@ from rich.text import Text
 from auditor import ids
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import Finding, Status
-from auditor.reports import EXIT_MEANINGS, RunInfo, all_findings, change_counts, status_counts
+from auditor.reports import EXIT_MEANINGS, GATING_CHANGES, RunInfo, all_findings, change_counts, status_counts
 from checks.registry import catalog
 
 STATUS_STYLE = {
@@ -128,7 +128,7 @@ def _findings_table(findings: list[Finding], names: dict[str, str]) -> Table:
         sev = str(meta.severity) if meta else ""
         template = names.get(ids.norm(f.template_id)) or ids.name_of(f.template_id or f.resource_id)
         status = Text(str(f.status), style=STATUS_STYLE[f.status])
-        if f.change in ("new", "regressed"):
+        if f.change in (*GATING_CHANGES, "fixed"):
             status.append(f"\n{f.change}", style="bold")
         table.add_row(
             status,
@@ -163,6 +163,11 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
         console.print(
             Text("Image templates could not be listed: see the reads that failed." if unlisted else "No image templates found.")
         )
+    changed = [f for f in findings if f.status == Status.FAIL and f.change in GATING_CHANGES] + list(result.fixed)
+    if run.baseline and changed:  # the few rows a weekly reviewer has not seen, before the many they have
+        console.print()
+        console.print(Text(f"Since the baseline ({run.baseline}): new or regressed FAILs, and fixed findings:", style="bold"))
+        console.print(_findings_table(changed, {tr.template.key: tr.template.name for tr in result.templates}))
     shown = [f for f in findings if f.status in (Status.FAIL, Status.ERROR)]
     if shown:
         console.print()
