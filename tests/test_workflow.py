@@ -84,6 +84,17 @@ def test_report_next_to_format_and_output(tmp_path: Path, capsys: pytest.Capture
     assert len(csv_rows(out_csv.read_text(encoding="utf-8"))) == 2 and len(json.loads(rep_json.read_text())["findings"]) == 2
 
 
+def test_the_nightly_job_may_overwrite_its_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--baseline aib.json --report json=aib.json`: the baseline is read before collecting, then replaced."""
+    report = tmp_path / "aib.json"
+    first = write(tmp_path / "first.json", estate({"a": None}))
+    assert run(capsys, "--snapshot", str(first), *LOCKS, "--report", f"json={report}")[0] == 1
+    second = write(tmp_path / "second.json", estate({"a": None, "b": None}))
+    code, _, _ = run(capsys, "--snapshot", str(second), *LOCKS, "--baseline", str(report), "--report", f"json={report}")
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    assert code == 1 and doc["run"]["baseline"] == str(report) and doc["summary"]["new"] == 1
+
+
 BAD_REPORTS = {
     "no equals sign": (lambda t: ["--report", "csv"], "expected FORMAT=PATH"),
     "no path": (lambda t: ["--report", "csv="], "expected FORMAT=PATH"),
