@@ -44,7 +44,7 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
-class FailOn(StrEnum):
+class FailOn(StrEnum):  # reports.FAIL_ON_LEVELS, as typer wants it (an Enum); a test keeps the two equal
     critical = "critical"
     high = "high"
     medium = "medium"
@@ -142,6 +142,7 @@ def run_audit_command(opts: AuditOptions) -> int:
         fail_on_new=opts.fail_on_new,
         reports=opts.reports,
         taken={"--output": opts.output, "--snapshot-out": opts.snapshot_out},
+        inputs={"--snapshot": opts.snapshot, "--policy": opts.policy, "--exceptions": opts.exceptions},
         known_checks=list(catalog()),
     )
     snap = acquire(opts)

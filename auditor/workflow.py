@@ -56,11 +56,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.absolute() == b.absolute()
 
 
-def parse_reports(values: list[str], taken: dict[str, Path | None]) -> list[ReportTarget]:
-    """Validate every `--report` before collecting. Two outputs to one file would leave only the last one."""
+def parse_reports(values: list[str], taken: dict[str, Path | None], inputs: dict[str, Path | None]) -> list[ReportTarget]:
+    """Validate every `--report` before collecting. Two outputs to one file would leave only the last one, and a
+    report over an input (the snapshot, the policy, the exceptions) would destroy it. The baseline is the one
+    input a report may replace: a nightly job keeps one JSON and compares with it before overwriting it."""
     targets = [parse_report(v) for v in values]
     claimed: list[tuple[str, Path]] = [(flag, p) for flag, p in taken.items() if p is not None]
     for t in targets:
+        for flag, other in inputs.items():
+            if other is not None and _same_file(t.path, other):
+                raise UsageError(f"{t.flag} would overwrite the {flag} file it reads")
         for flag, other in claimed:
             if _same_file(t.path, other):
                 raise UsageError(f"{t.flag}: {flag} already writes {other}; give each report its own file")
@@ -87,6 +92,7 @@ def prepare(
     fail_on_new: bool,
     reports: list[str],
     taken: dict[str, Path | None],
+    inputs: dict[str, Path | None],
     known_checks: list[str],
 ) -> Workflow:
     """Load and validate every workflow input; any mistake is a UsageError (exit 2) before a single ARM call."""
@@ -97,7 +103,7 @@ def prepare(
         baseline=load_baseline(baseline) if baseline is not None else None,
         fail_on=fail_on,
         fail_on_new=fail_on_new,
-        reports=parse_reports(reports, taken),
+        reports=parse_reports(reports, taken, inputs),
         exceptions_path=str(exceptions or ""),
         baseline_path=str(baseline or ""),
     )

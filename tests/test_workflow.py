@@ -104,7 +104,25 @@ BAD_REPORTS = {
     "a directory": (lambda t: ["--report", f"csv={t}"], "is a directory"),
     "same path twice": (lambda t: ["--report", f"csv={t / 'x'}", "--report", f"json={t / 'x'}"], "already writes"),
     "same as --output": (lambda t: ["--output", str(t / "x"), "--report", f"json={t / 'x'}"], "--output already writes"),
+    "over the exceptions": (
+        lambda t: ["--exceptions", str(_exceptions(t)), "--report", f"json={t / 'exc.toml'}"],
+        "would overwrite the --exceptions file it reads",
+    ),
 }
+
+
+def _exceptions(tmp_path: Path) -> Path:
+    p = tmp_path / "exc.toml"
+    p.write_text("", encoding="utf-8")
+    return p
+
+
+def test_a_report_never_overwrites_the_snapshot_it_audits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = write(tmp_path / "s.json", estate({"a": None}))
+    before = snap.read_text(encoding="utf-8")
+    code, out, err = run(capsys, "--snapshot", str(snap), "--report", f"json={tmp_path / '.' / 's.json'}")
+    assert_one_line_error(code, out, err, "would overwrite the --snapshot file")
+    assert snap.read_text(encoding="utf-8") == before
 
 
 @pytest.mark.parametrize("case", list(BAD_REPORTS))
@@ -112,6 +130,13 @@ def test_a_bad_report_is_exit_2_before_collecting(case: str, tmp_path: Path, cap
     make, fragment = BAD_REPORTS[case]
     code, out, err = run(capsys, "--subscription", SUB, *make(tmp_path))  # the network is blocked: no collection
     assert_one_line_error(code, out, err, fragment)
+
+
+def test_fail_on_levels_are_the_same_in_the_cli_and_the_gate() -> None:
+    from auditor.cli import FailOn
+    from auditor.reports import FAIL_ON_LEVELS
+
+    assert tuple(level.value for level in FailOn) == FAIL_ON_LEVELS
 
 
 def test_every_registered_format_is_accepted_by_report() -> None:
