@@ -26,6 +26,7 @@ from auditor.errors import UsageError
 from auditor.output import check_writable, emit
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, render
 from auditor.sources import acquire
+from auditor.textsafe import one_line, visible
 
 try:  # typer >= 0.20 vendors click; older typer uses click itself
     from typer._click.exceptions import ClickException
@@ -298,7 +299,7 @@ def list_checks(
     for name, no_wrap in (("ID", True), ("Practice", False), ("Sev", True), ("Title", False), ("Docs", False)):
         table.add_column(name, overflow="fold", no_wrap=no_wrap)
     for m in metas:
-        table.add_row(Text(m.id), Text(m.practice), Text(str(m.severity)), Text(m.title), Text(m.docs_url))
+        table.add_row(*(Text(visible(v)) for v in (m.id, m.practice, m.severity, m.title, m.docs_url)))
     console.print(table)
 
 
@@ -357,8 +358,9 @@ def emulate(
 
 
 def _fail(message: str) -> None:
-    # One line, always: a multi-line message from a library is folded so log scrapers see a single record.
-    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
+    # One line, always: a multi-line message from a library is folded so log scrapers see a single record, and
+    # ARM text it echoes (an error message, a name) cannot drive the terminal: controls and bidi are escaped.
+    sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")
     sys.stderr.flush()
 
 
@@ -398,7 +400,7 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, and a distinct exit code so jobs do not blame the user
         if os.environ.get("AIB_AUDIT_DEBUG"):
             traceback.print_exc()
-        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}\n")
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {one_line(exc)}\n")
         return EXIT_INTERNAL
     return rv if isinstance(rv, int) else 0
 

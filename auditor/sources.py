@@ -13,6 +13,7 @@ from auditor import DEFAULT_ARM_ENDPOINT
 from auditor.errors import UsageError
 from auditor.output import atomic_target
 from auditor.snapshot import Snapshot
+from auditor.textsafe import visible
 
 if TYPE_CHECKING:
     from auditor.cli import AuditOptions
@@ -30,7 +31,7 @@ def progress_display() -> Iterator[Callable[[str], None] | None]:
     with Console(stderr=True).status(Text("collecting"), spinner="dots") as status:
 
         def say(message: str) -> None:  # called from the collector's worker threads; rich's Live locks
-            status.update(Text(f"collecting: {message}"))
+            status.update(Text(f"collecting: {visible(message)}"))
 
         yield say
 

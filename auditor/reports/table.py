@@ -1,7 +1,9 @@
 """The terminal report (rich): a summary line, one line per template, the FAIL/ERROR findings, a footer.
 
 Every cell is a rich `Text`, never markup: ARM names and details may contain `[...]`, which rich would
-otherwise read as style tags. Colour only when writing to a terminal.
+otherwise read as style tags. Every string that came from ARM (or a snapshot) goes through `textsafe.visible`
+first: an ESC sequence or a bidi override in a template name or a run message is shown as `\x1b` or
+`\u202e`, never sent to the terminal. Colour only when writing to a terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from auditor import ids
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import Finding, Status
 from auditor.reports import EXIT_MEANINGS, GATING_CHANGES, RunInfo, all_findings, change_counts, status_counts
+from auditor.textsafe import visible
 from checks.registry import catalog
 
 STATUS_STYLE = {
@@ -27,6 +30,11 @@ STATUS_STYLE = {
     Status.NA: "dim",
 }
 SEVERITY_STYLE = {"high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _text(value: object, style: str = "") -> Text:
+    """A cell or line from data (ARM, a snapshot): control and bidi characters escaped (see the docstring)."""
+    return Text(visible(value), style=style)
 
 
 def _plural(n: int, word: str) -> str:
@@ -56,10 +64,10 @@ def _summary(result: AuditResult, run: RunInfo, findings: list[Finding]) -> Text
         line.append(f"{changes['regressed']} regressed", style="bold red" if changes["regressed"] else "")
         line.append(", ")
         line.append(f"{changes['fixed']} fixed", style="green" if changes["fixed"] else "")
-    subs = ", ".join(run.subscriptions) or "none"
-    source = f"subscriptions: {subs}\nsource: {run.source}"
-    if run.collected_at:
-        source += f", data read {run.collected_at}"
+    subs = visible(", ".join(run.subscriptions) or "none")
+    source = f"subscriptions: {subs}\nsource: {visible(run.source)}"
+    if run.collected_at:  # from the snapshot's meta: data
+        source += f", data read {visible(run.collected_at)}"
     line.append(f"\n{source}", style="dim")
     return line
 
@@ -67,11 +75,11 @@ def _summary(result: AuditResult, run: RunInfo, findings: list[Finding]) -> Text
 def _failed_cell(tr: TemplateResult) -> Text:
     cell = Text()
     for cid in tr.failed_checks:
-        cell.append(("" if not cell else ", ") + cid, style="red")
+        cell.append(("" if not cell else ", ") + visible(cid), style="red")
     for cid in tr.error_checks:
-        cell.append(("" if not cell else ", ") + f"{cid} (ERROR)", style="magenta")
+        cell.append(("" if not cell else ", ") + f"{visible(cid)} (ERROR)", style="magenta")
     for cid in tr.accepted_checks:
-        cell.append(("" if not cell else ", ") + f"{cid} (accepted)", style="yellow")
+        cell.append(("" if not cell else ", ") + f"{visible(cid)} (accepted)", style="yellow")
     return cell if cell else Text("none", style="green")
 
 
@@ -86,9 +94,9 @@ def _templates_table(result: AuditResult) -> Table:
     for tr in sorted(result.templates, key=lambda tr: tr.template.key):
         t = tr.template
         table.add_row(
-            Text(t.name),
-            Text(t.resource_group),
-            Text(t.location),
+            _text(t.name),
+            _text(t.resource_group),
+            _text(t.location),
             _score(tr.resilience),
             _score(tr.least_privilege),
             _failed_cell(tr),
@@ -104,14 +112,14 @@ def _where(scope: str, template_id: str) -> str:
 
 def _detail_cell(f: Finding) -> Text:
     """The detail, then (dim) the principal and role when the detail does not already name them."""
-    cell = Text(f.detail)
+    cell = _text(f.detail)
     extra = []
     if f.principal_id and f.principal_id.lower() not in f.detail.lower():
         extra.append(f"{f.principal_type or 'principal'} {f.principal_id}")
     if f.role_name and f.role_name not in f.detail:
         extra.append(f.role_name + (f" at {_where(f.role_scope, f.template_id or f.resource_id)}" if f.role_scope else ""))
     if extra:
-        cell.append("\n" + "; ".join(extra), style="dim")
+        cell.append("\n" + visible("; ".join(extra)), style="dim")
     return cell
 
 
@@ -132,9 +140,9 @@ def _findings_table(findings: list[Finding], names: dict[str, str]) -> Table:
             status.append(f"\n{f.change}", style="bold")
         table.add_row(
             status,
-            Text(f.check_id),
-            Text(sev, style=SEVERITY_STYLE.get(sev, "")),
-            Text(template),
+            _text(f.check_id),
+            _text(sev, SEVERITY_STYLE.get(sev, "")),
+            _text(template),
             _detail_cell(f),
         )
     return table
@@ -166,7 +174,7 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
     changed = [f for f in findings if f.status == Status.FAIL and f.change in GATING_CHANGES] + list(result.fixed)
     if run.baseline and changed:  # the few rows a weekly reviewer has not seen, before the many they have
         console.print()
-        console.print(Text(f"Since the baseline ({run.baseline}): new or regressed FAILs, and fixed findings:", style="bold"))
+        console.print(_text(f"Since the baseline ({run.baseline}): new or regressed FAILs, and fixed findings:", "bold"))
         console.print(_findings_table(changed, {tr.template.key: tr.template.name for tr in result.templates}))
     shown = [f for f in findings if f.status in (Status.FAIL, Status.ERROR)]
     if shown:
@@ -178,7 +186,7 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
         console.print()
         console.print(Text("Reads that failed (the checks that needed them say ERROR):", style="bold magenta"))
         for e in result.inventory.errors:
-            console.print(Text(f"- {e.describe()}"), overflow="fold")
+            console.print(_text(f"- {e.describe()}"), overflow="fold")
     console.print()
     hidden = len(findings) - len(shown)
     counts = status_counts(findings)
