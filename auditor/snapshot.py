@@ -34,11 +34,17 @@ which management groups the subscription is under. A management-group or root as
 subscription only when its entry lists the scope; a subscription without an entry (older snapshots, hand-made
 estates, a subscription whose RBAC lists failed) falls back to "every management group and `/` is above it".
 The collector writes an entry (possibly empty) for each audited subscription whose RBAC lists all succeeded.
+
+A snapshot is input from anywhere (a colleague, a CI artifact, `/dev/zero` by mistake), so loading is bounded: at
+most `AIB_AUDIT_SNAPSHOT_LIMIT_MB` (default 512) MiB are read, a NUL byte ends the read at once (no JSON text has
+one), and arrays and objects may nest at most MAX_DEPTH deep (ARM documents in a snapshot nest about ten deep).
+Each is refused with one line (exit 2), in time and memory bounded by the limit.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +86,11 @@ PERMISSIONS: dict[str, str] = {
 
 
 ANCESTORS_KEY = "subscriptionAncestors"
+
+LIMIT_ENV = "AIB_AUDIT_SNAPSHOT_LIMIT_MB"
+DEFAULT_LIMIT_MB = 512
+MAX_DEPTH = 100  # well above any ARM document, well below Python's recursion limit for whatever walks the data
+_CHUNK = 1 << 20
 
 
 class SnapshotError(UsageError):
@@ -200,10 +211,11 @@ class Snapshot:
         return cls(subscriptions=list(subs), resources=out, errors=errors, meta=dict(meta), subscription_ancestors=ancestors)
 
     @classmethod
-    def load(cls, path: str | Path) -> Snapshot:
+    def load(cls, path: str | Path, limit_bytes: int | None = None) -> Snapshot:
         p = Path(path)
+        limit = size_limit() if limit_bytes is None else limit_bytes
         try:
-            text = p.read_text(encoding="utf-8")
+            text = _read_bounded(p, limit).decode("utf-8")
         except FileNotFoundError:
             raise SnapshotError(f"snapshot file not found: {p}") from None
         except IsADirectoryError:
@@ -212,11 +224,62 @@ class Snapshot:
             raise SnapshotError(f"snapshot file is not readable (permission denied): {p}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SnapshotError(f"cannot read snapshot file {p}: {exc}") from None
+        too_deep = f"snapshot file {p} nests arrays or objects more than {MAX_DEPTH} deep: not an aib-audit snapshot"
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SnapshotError(f"snapshot file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except RecursionError:  # the C parser stops at Python's recursion limit: far deeper than MAX_DEPTH
+            raise SnapshotError(too_deep) from None
+        del text
+        if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
+            raise SnapshotError(too_deep)
         return cls.from_dict(data, source=str(p))
+
+
+def size_limit() -> int:
+    """The most bytes a snapshot may have: AIB_AUDIT_SNAPSHOT_LIMIT_MB MiB (default 512)."""
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LIMIT_MB << 20
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = 0
+    if mb < 1:
+        raise SnapshotError(f"{LIMIT_ENV} must be a whole number of MiB (1 or more), not {raw!r}")
+    return mb << 20
+
+
+def _read_bounded(p: Path, limit: int) -> bytearray:
+    """The file's bytes, reading at most `limit` + 1 of them, so a huge or endless file ends the read at once."""
+    buf = bytearray()
+    with p.open("rb") as fh:
+        while chunk := fh.read(min(_CHUNK, limit + 1 - len(buf))):
+            if b"\0" in chunk:  # /dev/zero, a disk image, UTF-16: never a UTF-8 JSON text
+                raise SnapshotError(f"snapshot file {p} is not a JSON text (it holds NUL bytes)")
+            buf += chunk
+            if len(buf) > limit:
+                raise SnapshotError(
+                    f"snapshot file {p} is larger than {limit >> 20 or limit} {'MiB' if limit >> 20 else 'bytes'}, "
+                    f"the snapshot size limit (set {LIMIT_ENV} to allow more)"
+                )
+    return buf
+
+
+def nesting_depth(data: Any, stop_at: int) -> int:
+    """How deep arrays and objects nest in `data` (a scalar is 0), walked without recursion; stops past `stop_at`."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)] if isinstance(data, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop_at:
+                break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:

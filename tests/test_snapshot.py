@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from auditor.cli import run
-from auditor.snapshot import Snapshot, SnapshotError
+from auditor.snapshot import LIMIT_ENV, MAX_DEPTH, Snapshot, SnapshotError, nesting_depth, size_limit
 from fixtures import builders as b
 
 SUB = b.guid("snapshot-sub")
@@ -79,14 +82,14 @@ def test_an_unreadable_snapshot_is_one_line_and_exit_2(
     """chmod 000 does not stop root, so make the read itself fail as it does for other users."""
     path = tmp_path / "s.json"
     path.write_text(json.dumps(valid()))
-    real = Path.read_text
+    real = Path.open
 
-    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self == path:
             raise PermissionError(13, "Permission denied", str(self))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(Path, "open", denied)
     code = run(["--snapshot", str(path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "not readable (permission denied)" in err
@@ -101,3 +104,83 @@ def test_a_saved_snapshot_loads_back_the_same(tmp_path: Path) -> None:
     again = Snapshot.load(path)
     assert again.to_dict() == snap.to_dict()
     assert again.errors[0].status == 403 and again.subscription_ancestors == snap.subscription_ancestors
+
+
+# --------------------------------------------------------------------------------------------- hostile files (issue 7, case 8)
+
+
+def _one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], *fragments: str) -> float:
+    started = time.monotonic()
+    code = run(argv)
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("aib-audit: error:"), (argv, err)
+    for fragment in fragments:
+        assert fragment in err, err
+    return elapsed
+
+
+def test_a_snapshot_nested_100000_deep_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    elapsed = _one_line_exit_2(capsys, ["--snapshot", str(path)], f"more than {MAX_DEPTH} deep")
+    assert elapsed < 10
+    _one_line_exit_2(capsys, ["emulate", "--estate", str(path)], f"more than {MAX_DEPTH} deep")
+
+
+def test_a_snapshot_just_too_deep_for_the_walk_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deep enough to fail the depth check, shallow enough that the JSON parser itself accepts it."""
+    doc = valid()
+    deep: Any = "x"
+    for _ in range(MAX_DEPTH + 5):
+        deep = {"k": deep}
+    doc["resources"]["imageTemplates"][0]["properties"] = deep
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(doc))
+    _one_line_exit_2(capsys, ["--snapshot", str(path)], f"more than {MAX_DEPTH} deep")
+    assert nesting_depth(doc, MAX_DEPTH) > MAX_DEPTH and nesting_depth(valid(), MAX_DEPTH) < 20
+
+
+def test_dev_zero_is_refused_at_once_with_the_default_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    elapsed = _one_line_exit_2(capsys, ["--snapshot", "/dev/zero"], "not a JSON text (it holds NUL bytes)")
+    assert elapsed < 10
+
+
+def test_a_snapshot_over_the_size_limit_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.json"
+    text = json.dumps(valid())
+    path.write_text(text + " " * (2 << 20))  # valid JSON, padded past 2 MiB
+    monkeypatch.setenv(LIMIT_ENV, "1")
+    _one_line_exit_2(capsys, ["--snapshot", str(path)], "larger than 1 MiB", LIMIT_ENV)
+    monkeypatch.setenv(LIMIT_ENV, "3")
+    assert Snapshot.load(path).subscriptions == [SUB]
+    monkeypatch.setenv(LIMIT_ENV, "lots")
+    _one_line_exit_2(capsys, ["--snapshot", str(path)], f"{LIMIT_ENV} must be a whole number")
+    monkeypatch.delenv(LIMIT_ENV)
+    assert size_limit() == 512 << 20
+
+
+def test_reading_stops_at_the_limit(tmp_path: Path) -> None:
+    """An endless stream without NULs (a FIFO fed forever) ends at the limit, not at memory's end."""
+    fifo = tmp_path / "endless"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as fh:
+                while not stop.is_set():
+                    fh.write(b"[" * 65536)
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(SnapshotError, match="larger than 1 MiB"):
+            Snapshot.load(fifo, limit_bytes=1 << 20)
+    finally:
+        stop.set()
+        writer.join(timeout=10)
