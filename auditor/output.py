@@ -110,10 +110,9 @@ def atomic_target(path: Path, flag: str) -> Iterator[Path]:
 
 def write_text_atomic(path: Path, text: str, flag: str = "--output") -> None:
     """Write a whole report to `path` (see the module docstring for links, devices and FIFOs)."""
-    with atomic_target(path, flag) as dest:
-        # newline="" keeps the CSV's RFC 4180 CRLF line ends as they are on every platform.
-        with open(dest, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+    # newline="" keeps the CSV's RFC 4180 CRLF line ends as they are on every platform.
+    with atomic_target(path, flag) as dest, open(dest, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
 
 
 def emit(text: str, output: Path | None) -> None:
