@@ -324,7 +324,10 @@ def emulate(
     break_path: Annotated[
         list[str] | None,
         typer.Option(
-            "--break", metavar="TEXT", help="Answer a truncated or non-JSON body on paths containing TEXT (repeatable)."
+            "--break",
+            metavar="TEXT",
+            help="Answer a truncated or non-JSON body on paths containing TEXT (repeatable; prefix truncated:, text:"
+            " or html: (a proxy sign-in page) to pick one).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for --error-rate.")] = 0,

@@ -20,6 +20,7 @@ only used to drive paging. A read that fails is recorded in the snapshot and the
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable
@@ -61,12 +62,17 @@ class _Capture:
     def __init__(self) -> None:
         self.bodies: list[str] = []
         self.last_status: int | None = None
+        self.last_type = ""  # Content-Type and start of the last body: what to say when it is not ARM JSON
+        self.last_head = ""
 
     def __call__(self, pipeline_response: PipelineResponse) -> None:  # type: ignore[type-arg]
         http = pipeline_response.http_response
         self.last_status = http.status_code
+        text = http.text()
+        self.last_type = str(http.headers.get("Content-Type") or "")
+        self.last_head = text[:4096]
         if http.status_code == 200:
-            self.bodies.append(http.text())
+            self.bodies.append(text)
 
 
 class _BadBody(ValueError):
@@ -155,10 +161,42 @@ def _line(text: object, limit: int = 500) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
-def _http_failure(exc: HttpResponseError) -> _Failure:
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+
+
+def _not_json(content_type: str, head: str) -> str | None:
+    """What came back instead of ARM JSON, in words (None when the body looks like JSON).
+
+    A proxy's login page or a gateway's error page is HTML: saying so (and its title) points at the proxy, where
+    the JSON parser's complaint or the SDK's exception text would only puzzle.
+    """
+    ctype = content_type.split(";")[0].strip().lower()
+    start = head.lstrip()[:64].lower()
+    if "html" in ctype or start.startswith(("<!doctype html", "<html", "<head", "<body")):
+        m = _TITLE.search(head)
+        title = _line(html.unescape(m.group(1)), 80) if m else ""
+        page = f'an HTML page titled "{title}"' if title else "an HTML page"
+        return f"{page} came back instead of ARM JSON (Content-Type {ctype or 'not set'}): a proxy or gateway in the way?"
+    if not head.strip():
+        return "an empty body came back instead of ARM JSON"
+    if "json" in ctype or not ctype:  # JSON that did not parse or has the wrong shape: the parser's words say more
+        return None
+    return f"a {ctype} body came back instead of ARM JSON, starting: {_line(head, 80)}"
+
+
+def _body_failure(status: int | None, capture: _Capture, fallback: str) -> _Failure:
+    """A response whose body is not the ARM JSON asked for: say what came back when we can tell."""
+    said = _not_json(capture.last_type, capture.last_head) if capture.last_status is not None else None
+    return _Failure(status, "InvalidResponseBody", said or _line(fallback))
+
+
+def _http_failure(exc: HttpResponseError, capture: _Capture | None = None) -> _Failure:
     err = getattr(exc, "error", None)
     code = getattr(err, "code", None) or exc.reason or "HttpResponseError"
     message = getattr(err, "message", None) or str(exc.message or exc).splitlines()[0]
+    if err is None and capture is not None and capture.last_status is not None:
+        # No ARM error body: an HTML page (a proxy's login page) says more than "Operation returned an invalid status"
+        message = _not_json(capture.last_type, capture.last_head) or message
     return _Failure(exc.status_code, str(code), _line(message))
 
 
@@ -189,19 +227,21 @@ def _run(read: _Read) -> _Outcome:
     except ClientAuthenticationError as exc:
         if exc.response is None:  # the credential failed, not ARM: nothing else can be read either
             raise credential_error(exc) from None
-        return _Outcome(read, failure=_http_failure(exc))
+        return _Outcome(read, failure=_http_failure(exc, capture))
     except DecodeError as exc:  # a subclass of HttpResponseError: the body did not parse
-        return _Outcome(read, failure=_Failure(exc.status_code or capture.last_status, "InvalidResponseBody", _line(exc.message)))
+        return _Outcome(read, failure=_body_failure(exc.status_code or capture.last_status, capture, exc.message))
     except HttpResponseError as exc:
-        failure = _http_failure(exc)
+        failure = _http_failure(exc, capture)
         if _means_empty(read, failure):
             return _Outcome(read, note=f"{read.kind} at {read.scope}: none can exist ({failure.code}: {failure.message})")
         return _Outcome(read, failure=failure)
     except (ServiceRequestError, ServiceResponseError) as exc:
         return _Outcome(read, failure=_Failure(None, type(exc).__name__, _connection_reason(exc)))
     except (_BadBody, DeserializationError, json.JSONDecodeError) as exc:
-        return _Outcome(read, failure=_Failure(capture.last_status, "InvalidResponseBody", _line(exc)))
+        return _Outcome(read, failure=_body_failure(capture.last_status, capture, str(exc)))
     except Exception as exc:  # noqa: BLE001 - a body the SDK models choke on must not end the audit
+        if capture.last_status is not None and _not_json(capture.last_type, capture.last_head):
+            return _Outcome(read, failure=_body_failure(capture.last_status, capture, str(exc)))
         return _Outcome(read, failure=_Failure(capture.last_status, type(exc).__name__, _line(exc)))
     return _Outcome(read, docs=docs)
 

@@ -131,6 +131,19 @@ class ReadError:
         need = f"; needs {self.permission}" if self.permission else ""
         return f"could not read {self.kind} at {self.scope} ({status} {self.code}: {self.message}{need})"
 
+    @property
+    def denied(self) -> bool:
+        return self.status in (401, 403)
+
+    def reason(self) -> str:
+        """What went wrong, in the reader's words: `access denied (needs <permission>)`, `not found`, ..."""
+        if self.denied:
+            need = self.permission or PERMISSIONS.get(self.kind, "")
+            return "access denied" + (f" (needs {need})" if need else "")
+        if self.status == 404:
+            return "not found"
+        return f"HTTP {self.status} {self.code}" if self.status else f"no response ({self.code})"
+
 
 @dataclass
 class Snapshot:

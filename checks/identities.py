@@ -98,6 +98,8 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
     # any failed RBAC read may hide one.
     answer.errors.extend(e for e in engine.all_errors() if e not in answer.errors)
     problems = rbac.problem_findings(answer) + unaudited_identity(iid, label, inv)
+    for f in problems:  # keyed on the identity like its PASS/FAIL rows, so (resource, check) stays the same
+        f.resource_id = iid
     minimum = DOCUMENTED_MINIMUM[label]
     allowed = policy.allows(check_id, pid)
     groups: dict[tuple[str, str], list[rbac.Grant]] = {}

@@ -42,14 +42,18 @@ def staging_scope(t: Template, inv: Inventory) -> tuple[str | None, list[Finding
         return t.staging_rg_id, []
     name = ids.name_of(t.staging_rg_id)
     errs = inv.read_errors("resourceGroups", t.staging_rg_id)
-    why = errs[0].describe() if errs else "it is not among the subscription's resource groups"
-    return None, [
-        error(
-            f"staging resource group {name} of template {t.name} was not found (deleted?): {why}",
-            resource_id=t.staging_rg_id,
-            evidence={"staging_rg_id": t.staging_rg_id},
-        )
-    ]
+    evidence: dict[str, object] = {"staging_rg_id": t.staging_rg_id}
+    # A 404 (or no error: the RG list succeeded without it) means the group is gone; anything else (403, 5xx,
+    # a body that did not parse) means it could not be read, which is not the same thing to fix.
+    unread = [e for e in errs if e.status != 404]
+    if unread:
+        e = unread[0]
+        evidence["read_error"] = {"kind": e.kind, "scope": e.scope, "status": e.status, "code": e.code}
+        detail = f"staging resource group {name} of template {t.name} could not be read: {e.reason()}; {e.describe()}"
+    else:
+        why = errs[0].describe() if errs else "it is not among the subscription's resource groups"
+        detail = f"staging resource group {name} of template {t.name} was not found (deleted?): {why}"
+    return None, [error(detail, resource_id=t.staging_rg_id, evidence=evidence)]
 
 
 def template_identity_principals(t: Template, inv: Inventory) -> tuple[set[str], list[Finding]]:
@@ -94,6 +98,10 @@ def _staging_rows(
 
 def _finish(rows: list[Finding], problems: list[Finding], scope: str, t: Template, nobody: str) -> list[Finding]:
     if problems:
+        # ERROR rows key on the staging RG, as the PASS/FAIL rows do: a dashboard keyed on (resource, check) must
+        # see the row turn ERROR, not vanish and reappear under the template. The detail names what failed.
+        for f in problems:
+            f.resource_id = scope
         return with_problems(problems, rows)
     if not any(f.status == Status.FAIL or not f.evidence.get("template_identity") for f in rows):
         rows.append(passed(nobody.format(rg=ids.name_of(scope), t=t.name), resource_id=scope))

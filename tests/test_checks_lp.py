@@ -630,9 +630,10 @@ def test_unknown_template_identity_principal_is_one_error_in_every_check_that_ne
     ident = e.identity("id-aib", listed=False)
     tpl = e.template(identity_doc=ident)
     tpl["identity"]["userAssignedIdentities"][ident["id"]]["principalId"] = ""
-    for check_id in ("AIB-LP-002", "AIB-LP-004", "AIB-LP-007"):
+    # Each ERROR row is keyed on the resource its PASS/FAIL rows name: LP-002 the staging RG, LP-004/007 the identity.
+    for check_id, resource_id in (("AIB-LP-002", staging_id(tpl)), ("AIB-LP-004", ident["id"]), ("AIB-LP-007", ident["id"])):
         [f] = [f for f in run(e, check_id) if f.status == Status.ERROR]
-        assert f.resource_id == ident["id"], check_id
+        assert f.resource_id == resource_id, check_id
         assert f.detail == "the principal ID of template identity id-aib is unknown (the identity was not found: deleted?)"
 
 
@@ -721,7 +722,7 @@ def test_lp003_failed_role_assignment_read_for_the_staging_rg_subscription_is_an
     alice, err = findings
     assert f"could not read roleAssignments at /subscriptions/{SUB}" in err.detail
     assert "needs Microsoft.Authorization/roleAssignments/read" in err.detail
-    assert err.resource_id == tpl["id"] and alice.principal_id == ALICE
+    assert err.resource_id == alice.resource_id == staging_id(tpl) and alice.principal_id == ALICE
     assert not [f for f in findings if f.principal_id == b.principal_of(ident)]
 
 

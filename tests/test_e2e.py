@@ -313,11 +313,16 @@ def test_forbidden_role_assignments_make_the_lp_checks_error_and_exit_3(harness:
     assert any(r.status == 403 for r in run.requests)
     templates = {r["resource_id"] for r in clean_run.rows if r["resource_type"].endswith("/imageTemplates")}
     assert len(templates) == 7
+    assert {r["resource_id"] for r in clean_run.rows if r["check_id"] == "AIB-LP-001"} == templates
     for check in ("AIB-LP-001", "AIB-LP-002", "AIB-LP-004"):
         rows = [r for r in run.rows if r["check_id"] == check]
         errors = [r for r in rows if r["status"] == "ERROR"]
-        # Each template says it could not be evaluated, and why; nothing passes on what could not be read.
-        assert {r["resource_id"] for r in errors} == templates, check
+        # Each template says it could not be evaluated, and why; nothing passes on what could not be read. The
+        # ERROR rows name the resources the clean run's rows named (the template for LP-001, the staging RG for
+        # LP-002, the identity for LP-004), so a dashboard keyed on (resource_id, check_id) loses no row.
+        clean_keys = {r["resource_id"] for r in clean_run.rows if r["check_id"] == check and r["status"] != "N/A"}
+        assert {r["resource_id"] for r in errors} == clean_keys, check
+        assert {r["resource_id"] for r in rows} == clean_keys, check
         assert all("roleAssignments" in r["detail"] and "403" in r["detail"] for r in errors)
         assert {r["status"] for r in rows} <= {"ERROR", "FAIL"}, check
         # Principals still visible (Owner from the management group, listed through the second subscription)

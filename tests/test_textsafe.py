@@ -40,9 +40,7 @@ def hostile_estate() -> dict[str, Any]:
     tpl["properties"]["lastRunStatus"]["message"] = RUN_MESSAGE
     trigger = b.trigger(tpl, code="Unhealthy")
     trigger["properties"]["status"]["message"] = TRIGGER_MESSAGE
-    role = b.role_definition(
-        ROLE_GUID, ROLE_NAME, ["Microsoft.VirtualMachineImages/imageTemplates/*"], sub=SUB, custom=True
-    )
+    role = b.role_definition(ROLE_GUID, ROLE_NAME, ["Microsoft.VirtualMachineImages/imageTemplates/*"], sub=SUB, custom=True)
     ra = b.role_assignment(b.sub_id(SUB), ROLE_GUID, WRITER, "User", sub=SUB)
     return b.snapshot(
         [SUB],

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from auditor.ids import norm, subscription_of
 
-# `broken_paths` entries may pick their mode with a prefix; without one, the modes alternate per entry.
+# `broken_paths` entries may pick their mode with a prefix; without one, truncated and text alternate per entry.
 TRUNCATED = "truncated"
-TEXT = "text"
+TEXT = "text"  # an HTML error page served as the JSON it should have been
+HTML = "html"  # a proxy's sign-in page: 200, Content-Type text/html
 _MODES = (TRUNCATED, TEXT)
+_NAMED_MODES = (TRUNCATED, TEXT, HTML)
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class FaultInjector:
         return None
 
     def broken_mode(self, path: str) -> str | None:
-        """`truncated` or `text` when the path contains a broken_paths entry."""
+        """`truncated`, `text` or `html` when the path contains a broken_paths entry."""
         p = path.lower()
         for index, (mode, needle) in enumerate(self._broken):
             if needle and needle in p:
@@ -138,6 +140,6 @@ class FaultInjector:
 
 def _parse_broken(entry: str) -> tuple[str | None, str]:
     head, sep, rest = entry.partition(":")
-    if sep and head.lower() in _MODES:
+    if sep and head.lower() in _NAMED_MODES:
         return head.lower(), rest.lower()
     return None, entry.lower()

@@ -27,7 +27,7 @@ import trustme
 from auditor.ids import norm
 from auditor.snapshot import Snapshot
 
-from .faults import TRUNCATED, FaultInjector, Faults
+from .faults import HTML, TRUNCATED, FaultInjector, Faults
 from .responses import ArmError, Response
 from .routes import GENERIC_READ, Request, Route, Router
 from .store import EstateStore
@@ -42,6 +42,10 @@ HANDLER_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05  # how soon stop() is noticed by the accept loop
 _ANONYMOUS_OID = str(uuid.uuid5(uuid.NAMESPACE_URL, "aib-audit-emulator:client"))
 _BROKEN_TEXT = b"<html><head><title>502 Bad Gateway</title></head><body>upstream connect error</body></html>"
+_PROXY_LOGIN = (
+    b"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Sign in &ndash; Contoso Web Proxy</title></head>"
+    b"<body><form method='post' action='/login'><input name='user'><input type='password' name='pass'></form></body></html>"
+)
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,8 @@ class Emulator:
         if mode == TRUNCATED:
             body = response.body if response.status == 200 and len(response.body) > 2 else b'{"value": [{"id": "/sub'
             return Response(200, body[: max(1, len(body) // 2)], response.headers)
+        if mode == HTML:
+            return Response(200, _PROXY_LOGIN, response.headers, content_type="text/html; charset=utf-8")
         return Response(200, _BROKEN_TEXT, response.headers)
 
 
