@@ -47,7 +47,7 @@ def hostile_estate() -> dict[str, Any]:
         {
             "imageTemplates": [tpl],
             "triggers": [trigger],
-            "resourceGroups": [b.resource_group(SUB, "rg-images")],
+            "resourceGroups": [b.resource_group(SUB, "rg-images"), b.resource_group(SUB, b.staging_rg_name(tpl))],
             "roleDefinitions": [role],
             "roleAssignments": [ra],
         },
