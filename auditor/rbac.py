@@ -36,7 +36,7 @@ cached per (role, question); per-scope answers are cached per (scope, question).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -97,10 +97,18 @@ BROAD_WRITE_PROBES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class NonRead:
-    """The question "any action that is not a read" (`*` counts; a pattern fully removed by notActions doesn't)."""
+    """The question "any action that is not a read" (`*` counts; a pattern fully removed by notActions doesn't).
+
+    `counts` narrows it: a predicate (pattern, data) that says which granted non-read patterns matter
+    (auditor/staging_reach.py: those that can change a staging resource group). Without one, every non-read
+    pattern but NON_READ_IGNORED counts.
+    """
+
+    counts: Callable[[str, bool], bool] | None = None
+    label: str = "any non-read action"
 
     def __str__(self) -> str:
-        return "any non-read action"
+        return self.label
 
 
 NON_READ = NonRead()
@@ -111,18 +119,18 @@ Actions = str | Sequence[str] | NonRead
 class Query:
     actions: tuple[str, ...]  # the question's patterns, as asked; empty for non_read
     data: bool = False
-    non_read: bool = False
+    non_read: NonRead | None = None
 
 
 def make_query(actions: Actions, data: bool = False) -> Query:
     if isinstance(actions, NonRead):
-        return Query((), data, True)
+        return Query((), data, actions)
     if isinstance(actions, str):
         actions = (actions,)
     acts = tuple(a.strip() for a in actions if a and a.strip())
     if not acts:
         raise ValueError("who_can needs at least one action")
-    return Query(acts, data, False)
+    return Query(acts, data, None)
 
 
 def _block_lists(perm: Permission, data: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -144,14 +152,15 @@ def _block_grants(perm: Permission, question: str, data: bool) -> list[str]:
     return [a for a in allow if intersects(a, question) and not any(covers(n, a) or covers(n, question) for n in deny)]
 
 
-def _block_grants_non_read(perm: Permission, data: bool) -> list[str]:
-    """Every pattern of the block that grants some non-read action (notActions and ignored actions applied)."""
+def _counts_non_read(pattern: str, data: bool) -> bool:
+    return not is_read_only(pattern) and not any(covers(ig, pattern) for ig in NON_READ_IGNORED)
+
+
+def _block_grants_non_read(perm: Permission, question: NonRead, data: bool) -> list[str]:
+    """Every pattern of the block that grants a non-read action the question counts (notActions applied)."""
     allow, deny = _block_lists(perm, data)
-    return [
-        a
-        for a in allow
-        if not is_read_only(a) and not any(covers(ig, a) for ig in NON_READ_IGNORED) and not any(covers(n, a) for n in deny)
-    ]
+    counts = question.counts or _counts_non_read
+    return [a for a in allow if not is_read_only(a) and counts(a, data) and not any(covers(n, a) for n in deny)]
 
 
 def _deny_removes(perm: Permission, question: str | None, granted_by: str, data: bool) -> bool:
@@ -291,6 +300,25 @@ def _rank(g: Grant) -> tuple[int, int, int, str, str]:
 # --------------------------------------------------------------------------------------------- the engine
 
 
+def role_grants(role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ...]:
+    """(question action, granting pattern) for each question the role grants, ignoring deny assignments.
+
+    What a role can do wherever it is assigned: the engine caches it per role (Rbac.role_matches), and the
+    built-in role table test (tests/test_builtin_roles.py) asks it of every built-in role.
+    """
+    out: list[tuple[str, str]] = []
+    if query.non_read is not None:
+        patterns = [a for p in role.permissions for a in _block_grants_non_read(p, query.non_read, query.data)]
+        out += ((str(query.non_read), a) for a in dict.fromkeys(patterns))
+    else:
+        for q in query.actions:
+            patterns = [a for p in role.permissions for a in _block_grants(p, q, query.data)]
+            if is_concrete(q):
+                patterns = patterns[:1]  # the first block that grants it; denies are judged on q itself
+            out += ((q, a) for a in dict.fromkeys(patterns))
+    return tuple(out)
+
+
 class Rbac:
     """Indexes an inventory's role and deny assignments once and answers questions about them."""
 
@@ -340,17 +368,7 @@ class Rbac:
         key = (role.guid, query)
         hit = self._role_cache.get(key)
         if hit is None:
-            out: list[tuple[str, str]] = []
-            if query.non_read:
-                patterns = [a for p in role.permissions for a in _block_grants_non_read(p, query.data)]
-                out += ((str(NON_READ), a) for a in dict.fromkeys(patterns))
-            else:
-                for q in query.actions:
-                    patterns = [a for p in role.permissions for a in _block_grants(p, q, query.data)]
-                    if is_concrete(q):
-                        patterns = patterns[:1]  # the first block that grants it; denies are judged on q itself
-                    out += ((q, a) for a in dict.fromkeys(patterns))
-            hit = self._role_cache[key] = tuple(out)
+            hit = self._role_cache[key] = role_grants(role, query)
         return hit
 
     @staticmethod
@@ -441,12 +459,15 @@ class Rbac:
         return out
 
     def _deny_verdict(
-        self, principal_id: str, eval_key: str, question: str, granted_by: str, data: bool, below: bool = False
+        self, principal_id: str, eval_key: str, question: str | None, granted_by: str, data: bool, below: bool = False
     ) -> DenyVerdict:
-        """Does a deny assignment remove this right? Only when sure: one that excludes a (possible) group can't be."""
+        """Does a deny assignment remove this right? Only when sure: one that excludes a (possible) group can't be.
+
+        `question` is None for a NonRead question: the deny is judged on the granting pattern alone.
+        """
         if not self._deny_by_scope:
             return NOT_DENIED
-        q = None if question == str(NON_READ) else question
+        q = question
         caveats: list[str] = []
         for d in self._denies_at(principal_id, eval_key, below):
             removing = [p for p in d.permissions if _deny_removes(p, q, granted_by, data)]
@@ -509,7 +530,8 @@ class Rbac:
                 # resource type (triggers/write on a template) under the target: both out of reach of a deny that
                 # does not apply to child scopes (judged as `below`).
                 below = include_below or g.matched_action in child_actions
-                verdict = self._deny_verdict(g.principal_id, eval_key, g.matched_action, g.granted_by, data, below)
+                asked = None if query.non_read is not None else g.matched_action
+                verdict = self._deny_verdict(g.principal_id, eval_key, asked, g.granted_by, data, below)
                 if verdict.removed:
                     continue
                 if verdict.caveats:
@@ -545,8 +567,10 @@ class Rbac:
         if role is None:
             return None
         caveated: str | None = None  # kept (fail closed) when only a deny excluding a possible group stands in the way
-        for q, by in self.role_matches(role, make_query(actions, data)):
-            verdict = self._deny_verdict(g.principal_id, g.scope_key, q, by, data, below=True)
+        query = make_query(actions, data)
+        for q, by in self.role_matches(role, query):
+            asked = None if query.non_read is not None else q
+            verdict = self._deny_verdict(g.principal_id, g.scope_key, asked, by, data, below=True)
             if verdict.removed:
                 continue
             if not verdict.caveats:

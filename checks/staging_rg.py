@@ -10,7 +10,7 @@ inside it all count.
 
 from __future__ import annotations
 
-from auditor import ids, rbac
+from auditor import ids, rbac, staging_reach
 from auditor.findings import Finding, Status, error, failed, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
@@ -27,6 +27,10 @@ ARTIFACT_KEY_ACTIONS: tuple[str, ...] = (
     "Microsoft.Storage/storageAccounts/regeneratekey/action",
 )
 BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+
+# AIB-LP-002's question: an action that can change what the staging RG holds, or the rights and rules over it
+# (auditor/staging_reach.py). Monitoring Reader's Microsoft.Support/* and workspace search do not count.
+STAGING_CHANGE = rbac.NonRead(counts=staging_reach.reaches, label="an action that can change the staging resource group")
 
 
 def staging_scope(t: Template, inv: Inventory) -> tuple[str | None, list[Finding]]:
@@ -115,11 +119,12 @@ def staging_rg_change(t: Template, inv: Inventory, policy: Policy) -> list[Findi
         return problems
     engine = rbac.engine(inv)
     # Data writes count too: overwriting the artifact copies in the staging storage account tampers with the build.
-    answer = engine.who_can(rbac.NON_READ, scope, include_below=True).merge(
-        engine.who_can(rbac.NON_READ, scope, data=True, include_below=True)
-    )
+    control = engine.who_can(STAGING_CHANGE, scope, include_below=True)
+    data = engine.who_can(STAGING_CHANGE, scope, data=True, include_below=True)
+    answer = control.merge(data)
     template_pids, id_problems = template_identity_principals(t, inv)
     rows = _staging_rows("AIB-LP-002", t, policy, scope, answer, template_pids, "change resources")
+    _add_reach(rows, data)
     return _finish(
         rows,
         rbac.problem_findings(answer) + id_problems,
@@ -127,6 +132,20 @@ def staging_rg_change(t: Template, inv: Inventory, policy: Policy) -> list[Findi
         t,
         "no principal but the template identity can change resources in staging resource group {rg} of template {t}",
     )
+
+
+def _add_reach(rows: list[Finding], data: rbac.Answer) -> None:
+    """Say in each row's evidence why its granting patterns reach the staging RG (`reaches`: pattern -> why)."""
+    data_pairs = {(g.assignment_id, g.granted_by) for g in data}
+    for f in rows:
+        grants = f.evidence.get("grants") or []
+        reach = {
+            g["granted_by"]: staging_reach.classify(g["granted_by"], (g["assignment_id"], g["granted_by"]) in data_pairs).why
+            for g in grants
+            if g.get("granted_by")
+        }
+        if reach:
+            f.evidence["reaches"] = reach
 
 
 @check("AIB-LP-003")
