@@ -53,6 +53,12 @@ Doc = dict[str, Any]
 # --------------------------------------------------------------------------------------------- raw bodies
 
 
+def _sharing(doc: Doc) -> Doc:
+    props = doc.get("properties")
+    profile = props.get("sharingProfile") if isinstance(props, dict) else None
+    return profile if isinstance(profile, dict) else {}
+
+
 class _Capture:
     """A `raw_response_hook`: keeps the body of every successful response of one operation (every page).
 
@@ -128,6 +134,7 @@ class _Read:
     kwargs: dict[str, Any] = field(default_factory=dict)
     single: bool = False
     label: str = ""
+    replace: bool = False  # the body replaces a listed copy of the same resource (Snapshot.put)
 
 
 @dataclass
@@ -364,7 +371,7 @@ class _Collector:
     def _apply(self, out: _Outcome) -> None:
         r = out.read
         if out.failure is None:
-            self.snap.add(r.kind, out.docs)
+            (self.snap.put if r.replace else self.snap.add)(r.kind, out.docs)
             if out.note:
                 self.snap.meta.setdefault("notes", []).append(out.note)
             return
@@ -541,13 +548,22 @@ class _Collector:
 
     def _gallery_reads(self, templates: list[Template]) -> list[_Read]:
         known = self._known("galleries")
+        # Whom a gallery is shared with directly (sharingProfile.groups) comes only with this expand (AIB-GAL-005).
+        groups = {"expand": "SharingProfile/Groups"}
+        shared = {
+            ids.norm(str(d.get("id", "")))
+            for d in self._docs("galleries")
+            if str(_sharing(d).get("permissions") or "").lower() == "groups"
+        }
         reads = []
         for key, gid in self._target_galleries(templates).items():
             sub = ids.subscription_of(gid) or ""
             compute = self.arm.compute(sub)
             rg, name = _rg_and_name(gid)
             if key not in known and not self._list_failed("galleries", gid):
-                reads.append(_Read("galleries", gid, compute.galleries.get, (rg, name), single=True))
+                reads.append(_Read("galleries", gid, compute.galleries.get, (rg, name), groups, single=True))
+            elif key in shared:
+                reads.append(_Read("galleries", gid, compute.galleries.get, (rg, name), groups, single=True, replace=True))
             reads.append(_Read("galleryImages", gid, compute.gallery_images.list_by_gallery, (rg, name)))
             if sub.lower() not in self.audited:
                 # Locks of audited subscriptions are listed subscription-wide; elsewhere ask at the gallery.

@@ -472,12 +472,28 @@ def parse_identity(doc: dict[str, Any]) -> Identity:
     )
 
 
+@dataclass(frozen=True)
+class SharingGroup:
+    type: str  # Subscriptions | AADTenants
+    ids: tuple[str, ...]
+
+
 @dataclass
 class Gallery:
     id: str
     name: str
     location: str
     sharing_permissions: str  # Private | Groups | Community (absent means Private)
+    # sharingProfile.groups: whom a Groups gallery is shared with directly. ARM returns them only to a GET with
+    # `$expand=sharingProfile/Groups` (the collector asks for Groups galleries); None when the body has none.
+    sharing_groups: tuple[SharingGroup, ...] | None = None
+
+
+def _sharing_groups(value: Any) -> tuple[SharingGroup, ...] | None:
+    if not isinstance(value, list):
+        return None
+    groups = (_dict(g) for g in value)
+    return tuple(SharingGroup(str(g.get("type") or ""), tuple(str(i) for i in _list(g.get("ids")) if i)) for g in groups)
 
 
 def parse_gallery(doc: dict[str, Any]) -> Gallery:
@@ -489,6 +505,7 @@ def parse_gallery(doc: dict[str, Any]) -> Gallery:
         name=str(doc.get("name") or ids.name_of(gid)),
         location=str(doc.get("location") or ""),
         sharing_permissions=str(sharing.get("permissions") or "Private"),
+        sharing_groups=_sharing_groups(sharing.get("groups")),
     )
 
 

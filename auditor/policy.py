@@ -5,6 +5,8 @@ max_template_writers = 3                 # AIB-LP-001: how many principals may c
 [allowed_principals]                     # per check: principal object IDs that are accepted
 "AIB-LP-001" = ["<object id>", ...]      # an allowed principal is not a violation, but stays in
 "AIB-LP-002" = ["<object id>"]           # the JSON evidence as "allowed"
+
+allowed_gallery_share_targets = ["<subscription or tenant id>"]   # AIB-GAL-005: whom a gallery may be shared with
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ class PolicyError(UsageError):
 class Policy:
     max_template_writers: int = 3
     allowed_principals: dict[str, frozenset[str]] = field(default_factory=dict)
+    # AIB-GAL-005: subscriptions and tenants (GUIDs, lower case) a gallery may be shared with directly.
+    allowed_gallery_share_targets: frozenset[str] = frozenset()
 
     def allows(self, check_id: str, principal_id: str) -> bool:
         return principal_id.lower() in self.allowed_principals.get(check_id, frozenset())
+
+    def allows_gallery_share(self, target_id: str) -> bool:
+        return target_id.strip().lower() in self.allowed_gallery_share_targets
 
 
 def policy_from_dict(data: Any, source: str = "policy", known_checks: Iterable[str] | None = None) -> Policy:
@@ -39,7 +46,7 @@ def policy_from_dict(data: Any, source: str = "policy", known_checks: Iterable[s
     must not silently accept nobody (or, worse, look as if it accepted someone)."""
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: the policy must be a table/mapping")
-    unknown = set(data) - {"max_template_writers", "allowed_principals"}
+    unknown = set(data) - {"max_template_writers", "allowed_principals", "allowed_gallery_share_targets"}
     if unknown:
         raise PolicyError(f"{source}: unknown policy keys {sorted(unknown)}")
     limit = data.get("max_template_writers", 3)
@@ -59,7 +66,18 @@ def policy_from_dict(data: Any, source: str = "policy", known_checks: Iterable[s
         if bad:
             raise PolicyError(f"{source}: allowed_principals.{check_id}: {bad[0]!r} is not a principal object ID (a GUID)")
         allowed[str(check_id).upper()] = frozenset(p.lower() for p in principals)
-    return Policy(max_template_writers=limit, allowed_principals=allowed)
+    targets = data.get("allowed_gallery_share_targets", []) or []
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise PolicyError(f"{source}: allowed_gallery_share_targets must be a list of subscription or tenant IDs")
+    if bad_targets := [t for t in targets if not is_guid(t)]:
+        raise PolicyError(
+            f"{source}: allowed_gallery_share_targets: {bad_targets[0]!r} is not a subscription or tenant ID (a GUID)"
+        )
+    return Policy(
+        max_template_writers=limit,
+        allowed_principals=allowed,
+        allowed_gallery_share_targets=frozenset(t.strip().lower() for t in targets),
+    )
 
 
 def load_document(path: str | Path, what: str, error: type[UsageError] = UsageError) -> Any:

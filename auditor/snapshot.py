@@ -165,6 +165,17 @@ class Snapshot:
             seen.add(key)
             bucket.append(doc)
 
+    def put(self, kind: str, docs: list[dict[str, Any]]) -> None:
+        """Add raw documents, replacing an earlier copy of the same ID (a fuller GET of a listed resource)."""
+        bucket = self.resources.setdefault(kind, [])
+        at = {str(d.get("id", "")).lower(): i for i, d in enumerate(bucket)}
+        for doc in docs:
+            i = at.get(str(doc.get("id", "")).lower())
+            if i is None:
+                bucket.append(doc)
+            else:
+                bucket[i] = doc
+
     def add_error(
         self, kind: str, scope: str, status: int | None, code: str, message: str, permission: str | None = None
     ) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from auditor import ids
 from auditor.findings import Finding, error, failed, not_applicable, passed
-from auditor.inventory import Distribution, Inventory, Lock, Template
+from auditor.inventory import Distribution, Gallery, Inventory, Lock, Template
 from auditor.policy import Policy
 from checks.registry import check
 
@@ -183,23 +183,30 @@ def gallery_replicas(t: Template, inv: Inventory, policy: Policy) -> list[Findin
     return _per_distribution(t, _replicas_finding)
 
 
-def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
+def _gallery_or_error(gallery_id: str, inv: Inventory) -> Gallery | Finding:
+    """The target gallery, or the ERROR that says why how it is shared cannot be told."""
     name = ids.name_of(gallery_id)
     gallery = inv.galleries.get(ids.norm(gallery_id))
-    if gallery is None:
-        if errs := inv.read_errors("galleries", gallery_id):
-            return error(f"cannot tell how gallery {name} is shared: {errs[0].describe()}", resource_id=gallery_id)
-        if sub := inv.unaudited_subscription(gallery_id):
-            return error(
-                f"cannot tell how gallery {name} is shared: its subscription {sub} is not in the audit"
-                " (add it with --subscription)",
-                resource_id=gallery_id,
-            )
+    if gallery is not None:
+        return gallery
+    if errs := inv.read_errors("galleries", gallery_id):
+        return error(f"cannot tell how gallery {name} is shared: {errs[0].describe()}", resource_id=gallery_id)
+    if sub := inv.unaudited_subscription(gallery_id):
         return error(
-            f"cannot tell how gallery {name} is shared: it was not among the galleries listed in its subscription"
-            " (deleted, or the galleryImageId is wrong)",
+            f"cannot tell how gallery {name} is shared: its subscription {sub} is not in the audit (add it with --subscription)",
             resource_id=gallery_id,
         )
+    return error(
+        f"cannot tell how gallery {name} is shared: it was not among the galleries listed in its subscription"
+        " (deleted, or the galleryImageId is wrong)",
+        resource_id=gallery_id,
+    )
+
+
+def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
+    gallery = _gallery_or_error(gallery_id, inv)
+    if isinstance(gallery, Finding):
+        return gallery
     evidence = {"gallery_id": gallery.id, "sharing_permissions": gallery.sharing_permissions}
     if gallery.sharing_permissions.lower() == "community":
         return failed(
@@ -217,3 +224,71 @@ def _sharing_finding(gallery_id: str, inv: Inventory) -> Finding:
 @check("AIB-GAL-004")
 def gallery_not_community(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
     return _per_gallery(t, inv, _sharing_finding)
+
+
+# --------------------------------------------------------------------------------------------- AIB-GAL-005
+
+GROUP_KINDS: dict[str, str] = {"subscriptions": "subscription", "aadtenants": "tenant"}
+
+
+def _direct_sharing_findings(t: Template, gallery_id: str, inv: Inventory, policy: Policy) -> list[Finding]:
+    """One row per subscription or tenant the gallery is shared with directly; one PASS row when there is none."""
+    gallery = _gallery_or_error(gallery_id, inv)
+    if isinstance(gallery, Finding):
+        return [gallery]
+    evidence: dict[str, object] = {"gallery_id": gallery.id, "sharing_permissions": gallery.sharing_permissions}
+    if gallery.sharing_permissions.lower() != "groups":
+        return [
+            passed(
+                f"gallery {gallery.name} is not shared directly with other subscriptions or tenants"
+                f" (sharing: {gallery.sharing_permissions})",
+                resource_id=gallery_id,
+                evidence=evidence,
+            )
+        ]
+    if gallery.sharing_groups is None:
+        # Groups sharing, but whom with was not read: the expanded GET failed, or an older snapshot lacks it.
+        errs = inv.read_errors("galleries", gallery_id)
+        why = errs[0].describe() if errs else "the gallery was not read with $expand=sharingProfile/Groups"
+        return [
+            error(
+                f"gallery {gallery.name} is shared directly (permissions Groups), but with whom cannot be told: {why}",
+                resource_id=gallery_id,
+                evidence=evidence,
+            )
+        ]
+    targets = [(kind, tid) for g in gallery.sharing_groups for kind in [GROUP_KINDS.get(g.type.lower(), g.type)] for tid in g.ids]
+    evidence["shared_with"] = [{"type": g.type, "ids": list(g.ids)} for g in gallery.sharing_groups]
+    if not targets:
+        return [
+            passed(
+                f"gallery {gallery.name} has Groups sharing but is shared with no subscription or tenant",
+                resource_id=gallery_id,
+                evidence=evidence,
+            )
+        ]
+    rows = []
+    for kind, tid in dict.fromkeys(targets):
+        allowed = policy.allows_gallery_share(tid)
+        fields = {
+            "resource_id": gallery_id,
+            # The row's "who": the subscription or tenant the images are handed to (keys the finding ID).
+            "principal_id": tid.lower(),
+            "principal_type": "Subscription" if kind == "subscription" else "AADTenant" if kind == "tenant" else kind,
+            "evidence": {**evidence, "shared_with_id": tid, "shared_with_type": kind, "allowed": allowed},
+        }
+        detail = f"gallery {gallery.name} is shared directly with {kind} {tid}: every image version {t.name} publishes there"
+        if allowed:
+            rows.append(passed(f"{detail}; accepted by the audit policy (allowed_gallery_share_targets)", **fields))
+        else:
+            rows.append(failed(f"{detail} is visible to it; not in the policy's allowed_gallery_share_targets", **fields))
+    return rows
+
+
+@check("AIB-GAL-005")
+def gallery_direct_sharing(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
+    galleries = target_galleries(t)
+    bad = malformed_gallery_targets(t)
+    if not galleries and not bad:
+        return [not_applicable(NO_GALLERY)]
+    return bad + [f for gid in galleries.values() for f in _direct_sharing_findings(t, gid, inv, policy)]

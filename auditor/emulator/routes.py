@@ -149,7 +149,7 @@ class Router:
             raise self._unknown_type("/".join(rest))  # a named resource always sits in a resource group
         base = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{rest[0]}/{rest[1]}/{tail[0]}"
         if len(tail) == 1:
-            return Route(PERMISSIONS[kind], lambda req: self._get_typed(kind, sub, rg, base))
+            return Route(PERMISSIONS[kind], lambda req: self._get_typed(kind, sub, rg, base, req))
         child = CHILD_KINDS.get((kind, tail[1].lower()))
         if child is None or len(tail) > 3:
             raise self._unknown_type("/".join(rest))
@@ -159,15 +159,21 @@ class Router:
     def _list_typed(self, req: Request, kind: str, sub: str, rg: str | None) -> Response:
         if rg is None:
             self._check_sub(sub)
-            return self._page(req, self.store.in_subscription(kind, sub))
-        self._check_rg(sub, rg)
-        return self._page(req, self.store.in_resource_group(kind, sub, rg))
+            docs = self.store.in_subscription(kind, sub)
+        else:
+            self._check_rg(sub, rg)
+            docs = self.store.in_resource_group(kind, sub, rg)
+        if kind == "galleries":
+            docs = [without_sharing_groups(d) for d in docs]  # lists never expand them
+        return self._page(req, docs)
 
-    def _get_typed(self, kind: str, sub: str, rg: str, resource_id: str) -> Response:
+    def _get_typed(self, kind: str, sub: str, rg: str, resource_id: str, req: Request | None = None) -> Response:
         self._check_rg(sub, rg)
         doc = self.store.get(kind, resource_id)
         if doc is None:
             raise resource_not_found(ARM_TYPES[kind], resource_id.rsplit("/", 1)[-1], rg)
+        if kind == "galleries" and not (req is not None and expands_sharing_groups(req.param("$expand"))):
+            doc = without_sharing_groups(doc)
         return json_response(200, doc)
 
     def _child(self, req: Request, kind: str, child: str, sub: str, rg: str, parent_id: str, name: str | None) -> Response:
@@ -247,3 +253,17 @@ class Router:
         pairs.append(("$skiptoken", str(start)))
         query = "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in pairs)
         return f"{req.endpoint}{quote(req.path, safe='/')}?{query}"
+
+
+def expands_sharing_groups(expand: str | None) -> bool:
+    """`$expand=sharingProfile/Groups` (case-insensitive): ARM returns a gallery's sharing groups only then."""
+    return any(part.strip().lower() == "sharingprofile/groups" for part in (expand or "").split(","))
+
+
+def without_sharing_groups(doc: dict[str, Any]) -> dict[str, Any]:
+    """A gallery as ARM answers without the expand: sharingProfile keeps `permissions`, loses `groups`."""
+    profile = (doc.get("properties") or {}).get("sharingProfile")
+    if not isinstance(profile, dict) or "groups" not in profile:
+        return doc
+    props = {**doc["properties"], "sharingProfile": {k: v for k, v in profile.items() if k != "groups"}}
+    return {**doc, "properties": props}
