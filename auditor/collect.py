@@ -11,7 +11,9 @@ Reads are subscription-wide and joined in memory later, so the number of ARM cal
   phase 2  what phase 1 points at: triggers per template, staging RGs not in the RG list, role
            definitions that were not listed (custom roles defined at a management group), identities and
            target galleries not listed (often in another subscription), image definitions and, outside the
-           audited subscriptions, the locks of every target gallery
+           audited subscriptions, the locks of every target gallery; a listed target gallery shared to Groups
+           is read again with `$expand=sharingProfile/Groups` (lists never carry whom it is shared with), and
+           that body replaces the listed one
 
 Documents are kept as ARM returned them: each response body is captured with the per-operation
 `raw_response_hook` and its `value` items (or the body of a single GET) are stored; SDK models are
