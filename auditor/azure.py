@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.errors import CredentialError, UsageError
+from auditor.limits import FOREIGN_ENDPOINT, READ_TIMEOUT, RETRY_AFTER_TOO_LONG, Limits
 
 # ARM host -> token audience. Sovereign clouds have their own; anything else (the emulator, a private
 # endpoint, Azure Stack is out of scope) asks for a public-cloud ARM token.
@@ -139,11 +141,191 @@ class WriteRefused(RuntimeError):
     """Raised before any non-GET request leaves the process: the auditor is read-only."""
 
 
+class ReadLimitExceeded(Exception):
+    """A read that must stop: out of time, asked to wait too long, or sent somewhere it must not go.
+
+    Deliberately not an AzureError: the SDK's RetryPolicy retries AzureErrors, and none of these may be retried.
+    The collector records it as a failed read with `code` (ERROR rows, exit 3).
+    """
+
+    code = "ReadLimitExceeded"
+
+
+class ReadTimedOut(ReadLimitExceeded):
+    code = READ_TIMEOUT
+
+
+class RetryAfterTooLong(ReadLimitExceeded):
+    code = RETRY_AFTER_TOO_LONG
+
+
+class ForeignEndpointRefused(ReadLimitExceeded):
+    """A request (a nextLink, a redirect) for another scheme, host or port than the client's endpoint."""
+
+    code = FOREIGN_ENDPOINT
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the host lower-cased and the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # an invalid port never matches a real endpoint
+    return scheme, (parts.hostname or "").lower(), port if port is not None else {"https": 443, "http": 80}.get(scheme, -1)
+
+
+def same_origin(url: str, endpoint: str) -> bool:
+    return origin(url) == origin(endpoint)
+
+
+class EndpointGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Refuses, before the token is added and before anything is sent, any request that is not for the endpoint.
+
+    It sits below the redirect and retry policies, so it sees every attempt, every page and every redirect: a
+    nextLink or a Location that names another scheme, host or port never receives the bearer token.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        url = request.http_request.url
+        if not same_origin(url, self.endpoint):
+            scheme, host, port = origin(url)
+            raise ForeignEndpointRefused(
+                f"refused to send a request to {scheme}://{host}:{port} (a nextLink or redirect): "
+                f"only {self.endpoint} is trusted with the token"
+            )
+
+
 class ReadOnlyGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         method = request.http_request.method.upper()
         if method != "GET":
             raise WriteRefused(f"aib-audit is read-only: refused {method} {request.http_request.url}")
+
+
+# --- the per-read budget: one deadline and one waiting allowance for every request a read makes -------------
+
+
+@dataclass
+class ReadBudget:
+    """What one read (a GET, or a list with all its pages) may still spend. Lives in a thread-local while the
+    read runs in its worker thread, so every policy on the way (retries, waits, timeouts) draws on the same one."""
+
+    limits: Limits
+    deadline: float  # time.monotonic()
+    label: str = "the read"
+    waited_s: float = 0.0
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timed_out(self) -> ReadTimedOut:
+        return ReadTimedOut(f"{self.label} did not finish within the read's time limit ({self.limits.read_timeout_s:g} s)")
+
+    def wait(self, seconds: float, retry_after: bool) -> None:
+        """Sleep between attempts, unless the wait breaks a limit: then fail the read now rather than sleep."""
+        seconds = max(0.0, seconds)
+        if retry_after and seconds > self.limits.max_retry_after_s:
+            raise RetryAfterTooLong(
+                f"ARM asked to retry after {seconds:g} s, longer than the {self.limits.max_retry_after_s:g} s "
+                "aib-audit waits for one retry"
+            )
+        if self.waited_s + seconds > self.limits.max_wait_s:
+            raise RetryAfterTooLong(
+                f"still throttled or failing after {self.waited_s:g} s of waiting (limit {self.limits.max_wait_s:g} s per read)"
+            )
+        if seconds >= self.remaining():
+            raise self.timed_out()
+        self.waited_s += seconds
+        time.sleep(seconds)
+
+
+_budget = threading.local()
+
+
+def current_budget() -> ReadBudget | None:
+    return getattr(_budget, "current", None)
+
+
+@contextmanager
+def read_budget(limits: Limits, deadline: float | None = None, label: str = "the read") -> Iterator[ReadBudget]:
+    """Run one read under a budget (deadline default: now + limits.read_timeout_s) in this thread."""
+    outer = current_budget()
+    budget = ReadBudget(limits, deadline if deadline is not None else time.monotonic() + limits.read_timeout_s, label)
+    _budget.current = budget
+    try:
+        yield budget
+    finally:
+        _budget.current = outer
+
+
+class ReadBudgetPolicy(core_policies.HTTPPolicy):  # type: ignore[type-arg]
+    """Top of the pipeline: an SDK call made outside `read_budget()` still gets a budget of its own."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
+        if current_budget() is not None:
+            return self.next.send(request)
+        with read_budget(self.limits):
+            return self.next.send(request)
+
+
+class AttemptTimeouts(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Per attempt (below the retry policy): no attempt starts past the read's deadline, and the transport's
+    connect and socket timeouts never outlast it. A socket timeout cannot stop a body drip-fed a byte at a time;
+    the collector's wall clock stops those (it gives up on the worker thread)."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        budget = current_budget()
+        left = budget.remaining() if budget is not None else self.limits.read_timeout_s
+        if left <= 0:
+            raise budget.timed_out() if budget is not None else ReadTimedOut("the read ran out of time")
+        options = request.context.options
+        options["connection_timeout"] = max(0.05, min(self.limits.connect_timeout_s, left))
+        options["read_timeout"] = max(0.05, min(self.limits.socket_timeout_s, left))
+
+
+class BoundedRetryPolicy(core_policies.RetryPolicy):
+    """The SDK's retry policy, whose waits (Retry-After and backoff) draw on the read's budget.
+
+    Stock azure-core sleeps whatever Retry-After says (`Retry-After: 3600` is an hour) and backs off up to 120 s.
+    """
+
+    def __init__(self, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limits = limits
+
+    def _budget_wait(self, seconds: float, retry_after: bool) -> None:
+        budget = current_budget()
+        if budget is None:  # only reachable when the policy is used on its own (tests)
+            with read_budget(self.limits) as fresh:
+                fresh.wait(seconds, retry_after)
+            return
+        budget.wait(seconds, retry_after)
+
+    def _sleep_for_retry(self, response: PipelineResponse, transport: Any) -> bool:  # type: ignore[type-arg]
+        retry_after = self.get_retry_after(response)
+        if retry_after:
+            self._budget_wait(retry_after, retry_after=True)
+            return True
+        return False
+
+    def _sleep_backoff(self, settings: dict[str, Any], transport: Any) -> None:
+        backoff = self.get_backoff_time(settings)
+        if backoff > 0:
+            self._budget_wait(backoff, retry_after=False)
 
 
 class ThrottleWait(core_policies.HTTPPolicy):  # type: ignore[type-arg]
@@ -152,13 +334,14 @@ class ThrottleWait(core_policies.HTTPPolicy):  # type: ignore[type-arg]
     ARM throttles reads per subscription and principal (a bucket of 250, refilled at 25 per second). The
     SDK's retry policy (which sits below this one) honours Retry-After but gives a request only 3 status
     retries, so a bulk sweep under contention could lose reads to 429. A request still answered 429 after
-    those retries is sent again after its Retry-After, up to `rounds` more times.
+    those retries is sent again after its Retry-After, up to `rounds` more times; every wait draws on the read's
+    budget (a Retry-After past the cap, or waits past the read's allowance, fail the read).
     """
 
-    def __init__(self, rounds: int = 5, max_wait_s: float = 60.0) -> None:
+    def __init__(self, rounds: int = 5, limits: Limits | None = None) -> None:
         super().__init__()
         self.rounds = rounds
-        self.max_wait_s = max_wait_s
+        self.limits = limits or Limits()
         self._retry_after = core_policies.RetryPolicy()  # only for its Retry-After parser
 
     def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
@@ -167,7 +350,12 @@ class ThrottleWait(core_policies.HTTPPolicy):  # type: ignore[type-arg]
             if response.http_response.status_code != 429:
                 break
             wait = self._retry_after.get_retry_after(response)
-            time.sleep(min(max(1.0 if wait is None else wait, 0.0), self.max_wait_s))
+            budget = current_budget()
+            if budget is None:
+                with read_budget(self.limits) as budget:
+                    budget.wait(1.0 if wait is None else wait, retry_after=True)
+            else:
+                budget.wait(1.0 if wait is None else wait, retry_after=True)
             response = self.next.send(request)
         return response
 
@@ -190,6 +378,50 @@ class CallCounter(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
                 self.throttled += 1
 
 
+def pinned_policies(
+    endpoint: str,
+    auth_policy: Any,
+    limits: Limits,
+    counter: CallCounter | None = None,
+    retry_options: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The policy list for one named endpoint (ARM here; Graph uses the same with its own endpoint and auth).
+
+    The SDK's default list minus ARMAutoResourceProviderRegistrationPolicy (it POSTs), with:
+    - a read budget at the top, bounded waits in ThrottleWait and the retry policy, attempt timeouts below them;
+    - redirects followed only a few hops and only within the endpoint;
+    - below the retry and redirect policies and BEFORE the auth policy, the endpoint guard and the read-only
+      guard, so a request for another host or a write is refused before it carries a token, on every attempt;
+    - the counter after them, so it counts what was actually sent.
+    """
+    return [
+        core_policies.RequestIdPolicy(),
+        core_policies.HeadersPolicy(),
+        core_policies.UserAgentPolicy(sdk_moniker=f"aib-audit/{__version__}"),
+        core_policies.ProxyPolicy(),
+        core_policies.ContentDecodePolicy(),
+        ReadBudgetPolicy(limits),
+        core_policies.RedirectPolicy(redirect_max=limits.max_redirects, permit_redirects=limits.max_redirects > 0),
+        ThrottleWait(limits=limits),
+        BoundedRetryPolicy(limits, **(retry_options or {})),
+        EndpointGuard(endpoint),
+        ReadOnlyGuard(),
+        AttemptTimeouts(limits),
+        auth_policy,
+        core_policies.CustomHookPolicy(),
+        counter or CallCounter(),
+        core_policies.NetworkTraceLoggingPolicy(),
+        core_policies.DistributedTracingPolicy(),
+        core_policies.SensitiveHeaderCleanupPolicy(),
+        ARMHttpLoggingPolicy(),
+    ]
+
+
+def transport_options(limits: Limits) -> dict[str, Any]:
+    """Client options for the transport's own connect and socket timeouts (the SDK's defaults are 300 s each)."""
+    return {"connection_timeout": limits.connect_timeout_s, "read_timeout": limits.socket_timeout_s}
+
+
 # --------------------------------------------------------------------------------------------- clients
 
 ClientT = TypeVar("ClientT")
@@ -199,9 +431,8 @@ class ArmClients:
     """Creates, caches (per SDK and subscription) and closes the SDK clients; thread-safe.
 
     Every client talks to one ARM endpoint with one credential, verifies TLS with `connection_verify`
-    (True: the system store, or REQUESTS_CA_BUNDLE as requests honours it; or a CA bundle path), keeps the
-    SDK's default retry policy (it honours Retry-After) with ThrottleWait above it, and shares one
-    CallCounter.
+    (True: the system store, or REQUESTS_CA_BUNDLE as requests honours it; or a CA bundle path), sends the token
+    to that endpoint only, keeps within `limits` (timeouts, capped Retry-After waits), and shares one CallCounter.
     """
 
     def __init__(
@@ -210,39 +441,22 @@ class ArmClients:
         arm_endpoint: str = DEFAULT_ARM_ENDPOINT,
         connection_verify: bool | str = True,
         retry_options: dict[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.credential = credential
         self.endpoint = normalize_endpoint(arm_endpoint)
         self.scope = credential_scope(self.endpoint)
         self.connection_verify = connection_verify
+        self.limits = limits or Limits()
         self.counter = CallCounter()
-        self._guard = ReadOnlyGuard()
         self._retry_options = dict(retry_options or {})
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._stack = ExitStack()
 
     def _policies(self) -> list[Any]:
-        # The SDK's default list minus ARMAutoResourceProviderRegistrationPolicy (it POSTs), plus the guard
-        # and the counter right after the retry policy so they see every attempt.
-        return [
-            core_policies.RequestIdPolicy(),
-            core_policies.HeadersPolicy(),
-            core_policies.UserAgentPolicy(sdk_moniker=f"aib-audit/{__version__}"),
-            core_policies.ProxyPolicy(),
-            core_policies.ContentDecodePolicy(),
-            core_policies.RedirectPolicy(),
-            ThrottleWait(),
-            core_policies.RetryPolicy(**self._retry_options),
-            ARMChallengeAuthenticationPolicy(self.credential, self.scope),
-            core_policies.CustomHookPolicy(),
-            self._guard,
-            self.counter,
-            core_policies.NetworkTraceLoggingPolicy(),
-            core_policies.DistributedTracingPolicy(),
-            core_policies.SensitiveHeaderCleanupPolicy(),
-            ARMHttpLoggingPolicy(),
-        ]
+        auth = ARMChallengeAuthenticationPolicy(self.credential, self.scope)
+        return pinned_policies(self.endpoint, auth, self.limits, self.counter, self._retry_options)
 
     def _options(self) -> dict[str, Any]:
         return {
@@ -250,6 +464,7 @@ class ArmClients:
             "credential_scopes": [self.scope],
             "policies": self._policies(),
             "connection_verify": self.connection_verify,
+            **transport_options(self.limits),
         }
 
     def _get(self, name: str, subscription: str, make: Callable[[dict[str, Any]], ClientT]) -> ClientT:

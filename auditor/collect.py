@@ -22,12 +22,9 @@ only used to drive paging. A read that fails is recorded in the snapshot and the
 
 from __future__ import annotations
 
-import html
-import json
-import re
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,224 +32,30 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
     DecodeError,
-    DeserializationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.core.pipeline import PipelineResponse
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
-from auditor.azure import ArmClients, WriteRefused, credential_error
-from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
+from auditor.azure import ArmClients, ReadLimitExceeded, credential_error, read_budget
+from auditor.errors import CredentialError, EndpointError, SubscriptionError
 from auditor.inventory import Template, parse_role_assignment, parse_template
+from auditor.limits import Limits
+from auditor.reads import GRACE_S, ReadRunner, connection_reason, http_failure
+from auditor.reads import Outcome as _Outcome
+from auditor.reads import Read as _Read
 from auditor.snapshot import Snapshot
+from auditor.workers import DaemonPool
 
 Progress = Callable[[str], None]
 Doc = dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------- raw bodies
 
 
 def _sharing(doc: Doc) -> Doc:
     props = doc.get("properties")
     profile = props.get("sharingProfile") if isinstance(props, dict) else None
     return profile if isinstance(profile, dict) else {}
-
-
-class _Capture:
-    """A `raw_response_hook`: keeps the body of every successful response of one operation (every page).
-
-    The hook runs per retry, so throttled or failed attempts are seen too and skipped here.
-    """
-
-    def __init__(self) -> None:
-        self.bodies: list[str] = []
-        self.last_status: int | None = None
-        self.last_type = ""  # Content-Type and start of the last body: what to say when it is not ARM JSON
-        self.last_head = ""
-
-    def __call__(self, pipeline_response: PipelineResponse) -> None:  # type: ignore[type-arg]
-        http = pipeline_response.http_response
-        self.last_status = http.status_code
-        text = http.text()
-        self.last_type = str(http.headers.get("Content-Type") or "")
-        self.last_head = text[:4096]
-        if http.status_code == 200:
-            self.bodies.append(text)
-
-
-class _BadBody(ValueError):
-    """A 200 response whose body is not the ARM document or page that was asked for."""
-
-
-def _parse(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise _BadBody(f"response body is not valid JSON: {exc}") from None
-
-
-def _page_items(capture: _Capture) -> list[Doc]:
-    items: list[Doc] = []
-    for text in capture.bodies:
-        body = _parse(text)
-        value = body.get("value") if isinstance(body, dict) else None
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise _BadBody('list response has no "value" array of objects')
-        items.extend(value)
-    return items
-
-
-def _single_doc(capture: _Capture) -> list[Doc]:
-    if not capture.bodies:
-        raise _BadBody("no response body")
-    body = _parse(capture.bodies[-1])
-    if not isinstance(body, dict) or not body.get("id"):
-        raise _BadBody('response is not an ARM resource (no "id")')
-    return [body]
-
-
-# --------------------------------------------------------------------------------------------- one read
-
-
-@dataclass
-class _Failure:
-    status: int | None
-    code: str
-    message: str
-
-
-@dataclass
-class _Read:
-    """One ARM read: `op(*args, raw_response_hook=..., **kwargs)` is an SDK operation (a pager, or a GET
-    when `single`); `scope` is what a failure is recorded against."""
-
-    kind: str
-    scope: str
-    op: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    single: bool = False
-    label: str = ""
-    replace: bool = False  # the body replaces a listed copy of the same resource (Snapshot.put)
-
-
-@dataclass
-class _Outcome:
-    read: _Read
-    docs: list[Doc] = field(default_factory=list)
-    failure: _Failure | None = None
-    note: str = ""  # why an error answer was taken as an empty list (kept in the snapshot's meta)
-
-
-# ARM errors on a list that prove there is nothing to list, rather than that the list could not be read:
-# - MissingSubscriptionRegistration (409): the provider is not registered in the subscription, and ARM refuses to
-#   unregister a provider that still has resources, so nothing of its types exists there.
-# - AadPremiumLicenseRequired (400) on PIM lists: without Entra ID P2 (or ID Governance) the tenant cannot have
-#   eligible role assignments at all. Without this, every tenant without P2 would get ERROR on every LP check.
-_EMPTY_WHEN: dict[str, tuple[str, ...]] = {
-    "MissingSubscriptionRegistration": (),  # any list
-    "AadPremiumLicenseRequired": ("roleEligibilityScheduleInstances",),
-}
-
-
-def _means_empty(read: _Read, failure: _Failure) -> bool:
-    if read.single or failure.code not in _EMPTY_WHEN:
-        return False
-    kinds = _EMPTY_WHEN[failure.code]
-    return not kinds or read.kind in kinds
-
-
-def _line(text: object, limit: int = 500) -> str:
-    out = re.sub(r"\s+", " ", str(text)).strip()
-    return out if len(out) <= limit else out[: limit - 3] + "..."
-
-
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
-
-
-def _not_json(content_type: str, head: str) -> str | None:
-    """What came back instead of ARM JSON, in words (None when the body looks like JSON).
-
-    A proxy's login page or a gateway's error page is HTML: saying so (and its title) points at the proxy, where
-    the JSON parser's complaint or the SDK's exception text would only puzzle.
-    """
-    ctype = content_type.split(";")[0].strip().lower()
-    start = head.lstrip()[:64].lower()
-    if "html" in ctype or start.startswith(("<!doctype html", "<html", "<head", "<body")):
-        m = _TITLE.search(head)
-        title = _line(html.unescape(m.group(1)), 80) if m else ""
-        page = f'an HTML page titled "{title}"' if title else "an HTML page"
-        return f"{page} came back instead of ARM JSON (Content-Type {ctype or 'not set'}): a proxy or gateway in the way?"
-    if not head.strip():
-        return "an empty body came back instead of ARM JSON"
-    if "json" in ctype or not ctype:  # JSON that did not parse or has the wrong shape: the parser's words say more
-        return None
-    return f"a {ctype} body came back instead of ARM JSON, starting: {_line(head, 80)}"
-
-
-def _body_failure(status: int | None, capture: _Capture, fallback: str) -> _Failure:
-    """A response whose body is not the ARM JSON asked for: say what came back when we can tell."""
-    said = _not_json(capture.last_type, capture.last_head) if capture.last_status is not None else None
-    return _Failure(status, "InvalidResponseBody", said or _line(fallback))
-
-
-def _http_failure(exc: HttpResponseError, capture: _Capture | None = None) -> _Failure:
-    err = getattr(exc, "error", None)
-    code = getattr(err, "code", None) or exc.reason or "HttpResponseError"
-    message = getattr(err, "message", None) or str(exc.message or exc).splitlines()[0]
-    if err is None and capture is not None and capture.last_status is not None:
-        # No ARM error body: an HTML page (a proxy's login page) says more than "Operation returned an invalid status"
-        message = _not_json(capture.last_type, capture.last_head) or message
-    return _Failure(exc.status_code, str(code), _line(message))
-
-
-def _connection_reason(exc: BaseException) -> str:
-    """`[Errno 111] Connection refused` or the SSL reason, not urllib3's object reprs."""
-    text = str(exc)
-    for pattern in (
-        r"\[SSL[^\]]*\][^(]*",
-        r"\[Errno -?\d+\][^'\")]*",
-        r"Name or service not known|Temporary failure in name resolution",
-    ):
-        if m := re.search(pattern, text):
-            return _line(m.group(0).strip().rstrip(":"))
-    return _line(text.splitlines()[0] if text else type(exc).__name__, 200)
-
-
-def _run(read: _Read) -> _Outcome:
-    """Run one read; every failure but a credential failure becomes a recorded outcome, never an exception."""
-    capture = _Capture()
-    try:
-        result = read.op(*read.args, raw_response_hook=capture, **read.kwargs)
-        if not read.single:
-            for _ in result:  # drive the pager to the last page; the hook keeps each page's body
-                pass
-        docs = _single_doc(capture) if read.single else _page_items(capture)
-    except (UsageError, WriteRefused):
-        raise
-    except ClientAuthenticationError as exc:
-        if exc.response is None:  # the credential failed, not ARM: nothing else can be read either
-            raise credential_error(exc) from None
-        return _Outcome(read, failure=_http_failure(exc, capture))
-    except DecodeError as exc:  # a subclass of HttpResponseError: the body did not parse
-        return _Outcome(read, failure=_body_failure(exc.status_code or capture.last_status, capture, exc.message))
-    except HttpResponseError as exc:
-        failure = _http_failure(exc, capture)
-        if _means_empty(read, failure):
-            return _Outcome(read, note=f"{read.kind} at {read.scope}: none can exist ({failure.code}: {failure.message})")
-        return _Outcome(read, failure=failure)
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        return _Outcome(read, failure=_Failure(None, type(exc).__name__, _connection_reason(exc)))
-    except (_BadBody, DeserializationError, json.JSONDecodeError) as exc:
-        return _Outcome(read, failure=_body_failure(capture.last_status, capture, str(exc)))
-    except Exception as exc:  # noqa: BLE001 - a body the SDK models choke on must not end the audit
-        if capture.last_status is not None and _not_json(capture.last_type, capture.last_head):
-            return _Outcome(read, failure=_body_failure(capture.last_status, capture, str(exc)))
-        return _Outcome(read, failure=_Failure(capture.last_status, type(exc).__name__, _line(exc)))
-    return _Outcome(read, docs=docs)
 
 
 # --------------------------------------------------------------------------------------------- the collector
@@ -271,57 +74,89 @@ def collect(
     max_workers: int = 8,
     progress: Progress | None = None,
     retry_options: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> Snapshot:
     """Read every subscription into a Snapshot (raw ARM documents plus the reads that failed).
 
     Raises SubscriptionError, EndpointError or CredentialError (exit 2) only for what makes the whole run
-    pointless; everything else is recorded in `snapshot.errors`. `retry_options` are passed to the SDK's
-    RetryPolicy (e.g. `retry_backoff_factor`); by default its own defaults apply.
+    pointless; everything else is recorded in `snapshot.errors`, including reads that ran out of time (`limits`:
+    the run, each read, each request, each wait). `retry_options` are passed to the SDK's RetryPolicy (e.g.
+    `retry_backoff_factor`); by default its own defaults apply, within the limits.
     """
     subs = ids.subscription_ids(subscriptions)
     if not subs:
         raise SubscriptionError("no subscription to audit")
+    limits = limits or Limits()
+    run_deadline = time.monotonic() + limits.run_timeout_s
     say = progress or (lambda _msg: None)
     started = _now()
     snap = Snapshot(subscriptions=subs)
-    with ArmClients(credential, arm_endpoint, connection_verify, retry_options) as arm:
-        for sub in subs:
-            say(f"checking subscription {sub}")
-            _check_subscription(arm, sub)
-        with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="aib-audit") as pool:
-            collector = _Collector(arm, snap, pool, say)
+    # Daemon workers: a read stuck on a socket never keeps a finished, timed-out or interrupted run alive.
+    pool = DaemonPool(max_workers)
+    try:
+        with ArmClients(credential, arm_endpoint, connection_verify, retry_options, limits) as arm:
+            for sub in subs:
+                say(f"checking subscription {sub}")
+                _reach_subscription(arm, pool, sub, run_deadline)
+            collector = _Collector(arm, snap, ReadRunner(pool, arm.endpoint, limits, run_deadline), say)
             collector.subscription_wide(subs)
             collector.follow_references()
-        snap.meta = {
-            **snap.meta,  # notes the collector left (lists answered "none can exist")
-            "tool_version": __version__,
-            "collected_at": started,
-            "finished_at": _now(),
-            "arm_endpoint": arm.endpoint,
-            "arm_calls": arm.counter.calls,
-            "throttled": arm.counter.throttled,
-        }
-    say(f"collected {sum(len(v) for v in snap.resources.values())} documents in {arm.counter.calls} ARM calls")
+            snap.meta = {
+                **snap.meta,  # notes the collector left (lists answered "none can exist")
+                "tool_version": __version__,
+                "collected_at": started,
+                "finished_at": _now(),
+                "arm_endpoint": arm.endpoint,
+                "arm_calls": arm.counter.calls,
+                "throttled": arm.counter.throttled,
+            }
+    finally:
+        pool.shutdown()  # never waits for a worker still on a socket
+    say(f"collected {sum(len(v) for v in snap.resources.values())} documents in {snap.meta['arm_calls']} ARM calls")
     return snap
 
 
-def _check_subscription(arm: ArmClients, sub: str) -> None:
+def _reach_subscription(arm: ArmClients, pool: DaemonPool, sub: str, run_deadline: float) -> None:
+    """Phase 0 on a worker, waited for against the wall clock: an endpoint that never answers is exit 2 in seconds."""
+    deadline = min(time.monotonic() + arm.limits.read_timeout_s, run_deadline)
+    task = pool.submit(_check_subscription, arm, sub, deadline)
+    try:
+        task.future.result(timeout=max(0.0, deadline - time.monotonic()) + GRACE_S)
+    except FutureTimeout:
+        pool.abandon(task)
+        raise EndpointError(
+            f"ARM endpoint {arm.endpoint} did not answer for subscription {sub} within {deadline_s(arm.limits):g} s"
+        ) from None
+    except BaseException:
+        pool.abandon(task)
+        raise
+
+
+def deadline_s(limits: Limits) -> float:
+    return min(limits.read_timeout_s, limits.run_timeout_s)
+
+
+def _check_subscription(arm: ArmClients, sub: str, deadline: float) -> None:
     """GET the subscription: the one read whose failure ends the run with a clear message."""
     try:
-        arm.subscriptions().subscriptions.get(sub)
+        with read_budget(arm.limits, deadline, label=f"the GET of subscription {sub}"):
+            # One connection retry, not the SDK's three: an endpoint that cannot be reached should say so in seconds.
+            arm.subscriptions().subscriptions.get(sub, retry_connect=1)
     except ClientAuthenticationError as exc:
         if exc.response is None:
             raise credential_error(exc) from None
-        f = _http_failure(exc)
+        f = http_failure(exc)
         raise CredentialError(
             f"ARM at {arm.endpoint} rejected the credential's token (HTTP {f.status} {f.code}: {f.message})"
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
-        raise EndpointError(f"cannot reach ARM endpoint {arm.endpoint}: {_connection_reason(exc)}") from None
+        raise EndpointError(f"cannot reach ARM endpoint {arm.endpoint}: {connection_reason(exc)}") from None
+    except ReadLimitExceeded as exc:
+        raise EndpointError(f"ARM endpoint {arm.endpoint} failed for subscription {sub}: {exc}") from None
     except DecodeError:
         raise EndpointError(f"ARM endpoint {arm.endpoint} sent an unreadable answer for subscription {sub}") from None
     except HttpResponseError as exc:
-        f = _http_failure(exc)
+        f = http_failure(exc)
         if f.status in (400, 403, 404) or f.code in ("SubscriptionNotFound", "InvalidSubscriptionId"):
             raise SubscriptionError(f"subscription {sub} was not found or is not visible to this credential ({f.code})") from None
         raise EndpointError(
@@ -338,10 +173,10 @@ _ANCESTOR_KINDS = ("roleAssignments", "denyAssignments", "roleEligibilitySchedul
 
 
 class _Collector:
-    def __init__(self, arm: ArmClients, snap: Snapshot, pool: ThreadPoolExecutor, say: Progress) -> None:
+    def __init__(self, arm: ArmClients, snap: Snapshot, runner: ReadRunner, say: Progress) -> None:
         self.arm = arm
         self.snap = snap
-        self.pool = pool
+        self.runner = runner
         self.say = say
         self.audited = {s.lower() for s in snap.subscriptions}
         self.failed_lists: set[tuple[str, str]] = set()  # (kind, subscription) whose subscription-wide list failed
@@ -350,22 +185,19 @@ class _Collector:
     # ----------------------------------------------------------------------------------------- running reads
 
     def _run_all(self, reads: list[_Read], counted: int = 0, label: str = "") -> list[_Outcome]:
-        """Run reads concurrently (bounded by the pool); apply outcomes in submission order (deterministic).
-
-        The first `counted` reads are reported as they finish: "<label> 12/40".
-        """
-        futures: list[Future[_Outcome]] = [self.pool.submit(_run, r) for r in reads]
-        outcomes: list[_Outcome] = []
+        """Run reads concurrently (bounded by the pool and the deadlines); apply outcomes in submission order
+        (deterministic). The first `counted` reads are reported as they finish: "<label> 12/40"."""
         step = max(1, counted // 20)
-        try:
-            for done, fut in enumerate(futures, 1):
-                outcomes.append(fut.result())
-                if done <= counted and (done == counted or done % step == 0):
+        done = 0
+
+        def on_done(index: int) -> None:
+            nonlocal done
+            if index < counted:
+                done += 1
+                if done == counted or done % step == 0:
                     self.say(f"{label} {done}/{counted}")
-        except BaseException:
-            for fut in futures:  # e.g. the credential failed: don't let every queued read fail the same way
-                fut.cancel()
-            raise
+
+        outcomes = self.runner.run(reads, on_done)
         for out in outcomes:
             self._apply(out)
         return outcomes
