@@ -140,8 +140,9 @@ def _check_subscription(arm: ArmClients, sub: str, deadline: float) -> None:
     """GET the subscription: the one read whose failure ends the run with a clear message."""
     try:
         with read_budget(arm.limits, deadline, label=f"the GET of subscription {sub}"):
-            # One connection retry, not the SDK's three: an endpoint that cannot be reached should say so in seconds.
-            arm.subscriptions().subscriptions.get(sub, retry_connect=1)
+            # One retry, not the SDK's three: an endpoint that cannot be reached (refused, or a TLS handshake that
+            # never completes, which surfaces as a read timeout) should say so in seconds.
+            arm.subscriptions().subscriptions.get(sub, retry_connect=1, retry_read=1)
     except ClientAuthenticationError as exc:
         if exc.response is None:
             raise credential_error(exc) from None
@@ -150,7 +151,11 @@ def _check_subscription(arm: ArmClients, sub: str, deadline: float) -> None:
             f"ARM at {arm.endpoint} rejected the credential's token (HTTP {f.status} {f.code}: {f.message})"
         ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
-        raise EndpointError(f"cannot reach ARM endpoint {arm.endpoint}: {connection_reason(exc)}") from None
+        reason = connection_reason(exc)
+        if "timed out" in reason:
+            lim = arm.limits
+            reason += f" (tried twice; {lim.connect_timeout_s:g} s to connect, {lim.socket_timeout_s:g} s to answer)"
+        raise EndpointError(f"cannot reach ARM endpoint {arm.endpoint}: {reason}") from None
     except ReadLimitExceeded as exc:
         raise EndpointError(f"ARM endpoint {arm.endpoint} failed for subscription {sub}: {exc}") from None
     except DecodeError:

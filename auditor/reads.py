@@ -268,7 +268,7 @@ def connection_reason(exc: BaseException) -> str:
         r"\[SSL[^\]]*\][^(]*",
         r"\[Errno -?\d+\][^'\")]*",
         r"Name or service not known|Temporary failure in name resolution",
-        r"(?:Read|Connect|Connection) timed out[^'\")]*",
+        r"(?:Read|Connect|Connection) timed out",
     ):
         if m := re.search(pattern, text):
             return one_line(m.group(0).strip().rstrip(":"))

@@ -1,4 +1,8 @@
-"""Injected faults: latency, ARM's per-subscription read throttling, random 5xx, 403 scopes, broken bodies.
+"""Injected faults: latency, ARM's per-subscription read throttling, random 5xx, 403 scopes, broken bodies, and
+the misbehaviour an unattended audit must survive: paging that loops or leaves the endpoint, redirects to another
+host, answers that never come or come a byte at a time, Retry-After waits of an hour, random 429s and resets.
+
+Path faults (`*_paths`) apply to requests whose decoded path contains one of the entries (case-insensitive).
 
 ARM throttles reads per subscription (and principal) with a token bucket: 250 tokens, refilled at 25 per
 second; past it, 429 with `Retry-After` and `x-ms-ratelimit-remaining-subscription-reads`. Tenant-level
@@ -22,6 +26,7 @@ TEXT = "text"  # an HTML error page served as the JSON it should have been
 HTML = "html"  # a proxy's sign-in page: 200, Content-Type text/html
 _MODES = (TRUNCATED, TEXT)
 _NAMED_MODES = (TRUNCATED, TEXT, HTML)
+PATH_FAULTS = ("loop_paths", "foreign_link_paths", "redirect_paths", "hang_paths", "drip_paths", "retry_after_paths")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,16 @@ class Faults:
     forbidden_scopes: tuple[str, ...] = ()
     broken_paths: tuple[str, ...] = ()
     seed: int = 0
+    loop_paths: tuple[str, ...] = ()  # lists whose every page has a nextLink back to that same page
+    foreign_link_paths: tuple[str, ...] = ()  # lists whose nextLink points at the decoy (another port on loopback)
+    redirect_paths: tuple[str, ...] = ()  # answered 307 to the same path on the decoy
+    hang_paths: tuple[str, ...] = ()  # the request is read, and never answered
+    drip_paths: tuple[str, ...] = ()  # answered one byte every `drip_interval_s`
+    drip_interval_s: float = 2.0
+    retry_after_paths: tuple[str, ...] = ()  # answered 429 with `Retry-After: retry_after_s`, every time
+    retry_after_s: int = 3600
+    throttle_rate: float = 0.0  # share of requests answered 429 with Retry-After: 1 (transient throttling)
+    reset_rate: float = 0.0  # share of requests whose connection is dropped without an answer
     # Monotonic seconds for the throttle buckets; tests pass a fake clock so that whether a read is throttled
     # does not depend on how fast the machine is. Not part of equality: a clock is not a setting.
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
@@ -45,11 +60,21 @@ class Faults:
             raise ValueError("burst must be >= 1")
         if self.refill_per_s <= 0:
             raise ValueError("refill_per_s must be > 0")
-        if not 0.0 <= self.error_rate <= 1.0:
-            raise ValueError("error_rate must be between 0 and 1")
+        for name in ("error_rate", "throttle_rate", "reset_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.drip_interval_s <= 0:
+            raise ValueError("drip_interval_s must be > 0")
+        if self.retry_after_s < 0:
+            raise ValueError("retry_after_s must be >= 0")
         # Accept lists from callers, keep the dataclass hashable.
-        object.__setattr__(self, "forbidden_scopes", tuple(self.forbidden_scopes))
-        object.__setattr__(self, "broken_paths", tuple(self.broken_paths))
+        for name in PATH_FAULTS + ("forbidden_scopes", "broken_paths"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def needs_decoy(self) -> bool:
+        """A nextLink or redirect to another host needs that host: the emulator starts a decoy for it."""
+        return bool(self.foreign_link_paths or self.redirect_paths)
 
 
 @dataclass(frozen=True)
@@ -115,6 +140,25 @@ class FaultInjector:
             if self._rng.random() >= self.faults.error_rate:
                 return None
             return 503 if self._rng.random() < 0.5 else 500
+
+    def _chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+    def reset(self) -> bool:
+        """Whether to drop this request's connection without an answer (`reset_rate`)."""
+        return self._chance(self.faults.reset_rate)
+
+    def transient_throttle(self) -> bool:
+        """Whether to answer this request 429 with Retry-After: 1 (`throttle_rate`)."""
+        return self._chance(self.faults.throttle_rate)
+
+    def on_path(self, fault: str, path: str) -> bool:
+        """Whether the path fault `fault` (a `Faults` field name in PATH_FAULTS) applies to `path`."""
+        p = path.lower()
+        return any(entry and entry.lower() in p for entry in getattr(self.faults, fault))
 
     def forbidden_scope(self, path: str) -> str | None:
         """The configured scope that forbids this path, if any (segment-boundary prefix match)."""

@@ -19,6 +19,9 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = JSON_TYPE
+    # How the server hands it over: "" normally; "hang" (never), "drip" (a byte at a time), "reset" (drop the
+    # connection without an answer). Faults set it; the handler acts on it.
+    delivery: str = ""
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -248,11 +248,16 @@ class Router:
             body["nextLink"] = self._next_link(req, end)
         return json_response(200, body)
 
-    def _next_link(self, req: Request, start: int) -> str:
+    def _next_link(self, req: Request, start: int, endpoint: str | None = None) -> str:
         pairs = [(k, v) for k, v in req.params.items() if k.lower() not in SKIP_KEYS]
         pairs.append(("$skiptoken", str(start)))
         query = "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in pairs)
-        return f"{req.endpoint}{quote(req.path, safe='/')}?{query}"
+        return f"{endpoint or req.endpoint}{quote(req.path, safe='/')}?{query}"
+
+    def page_link(self, req: Request, endpoint: str) -> str:
+        """The absolute link to the page `req` asked for, on `endpoint` (faults: self-links, foreign links)."""
+        token = req.param("$skiptoken")
+        return self._next_link(req, int(token) if token and token.isdigit() else 0, endpoint)
 
 
 def expands_sharing_groups(expand: str | None) -> bool:

@@ -2,7 +2,9 @@
 
 Every request goes through the same steps, in ARM's order: writes are refused (405, recorded); then the
 bearer token (401), the subscription's read bucket (429), `api-version` (400), injected 5xx, forbidden scopes
-(403), routing (404 and friends), and finally broken bodies. Latency is added before any of it.
+(403), routing (404 and friends), and finally broken bodies. Latency is added before any of it. Transport faults
+come first (a dropped connection, a request never answered), then the long or random 429s and redirects; paging
+faults rewrite a list page's nextLink; a drip-fed answer is the routed answer, sent slowly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import http
 import json
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import uuid
@@ -27,6 +30,7 @@ import trustme
 from auditor.ids import norm
 from auditor.snapshot import Snapshot
 
+from .decoys import Decoy
 from .faults import HTML, TRUNCATED, FaultInjector, Faults
 from .responses import ArmError, Response
 from .routes import GENERIC_READ, Request, Route, Router
@@ -102,6 +106,10 @@ class Emulator:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._endpoint = ""
         self._ca_bundle = ""
+        self._subscriptions = list(snapshot.subscriptions)
+        self._decoy: Decoy | None = None
+        # Set when stopping: hung and drip-fed answers end so their handler threads can be joined.
+        self.stopping = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -120,6 +128,9 @@ class Emulator:
         port = self._httpd.server_address[1]
         self._endpoint = f"https://{LOOPBACK}:{port}"
         self._ca_bundle = str(bundle)
+        self.stopping.clear()
+        if self.faults.needs_decoy:
+            self._decoy = Decoy(context, self._subscriptions)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S}, name="aib-emulator", daemon=True
         )
@@ -130,6 +141,9 @@ class Emulator:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self.stopping.set()
+        if self._decoy is not None:
+            self._decoy.stop()
         httpd.shutdown()  # ends serve_forever: no new connections
         httpd.close_connections()  # wakes handler threads blocked on idle keep-alive sockets
         httpd.server_close()  # joins the handler threads
@@ -159,6 +173,13 @@ class Emulator:
         if not self._ca_bundle:
             raise RuntimeError("the emulator is not started")
         return self._ca_bundle
+
+    @property
+    def decoy(self) -> Decoy:
+        """The other host that foreign nextLinks and redirects point at (started with such faults only)."""
+        if self._decoy is None:
+            raise RuntimeError("the emulator has no decoy: set foreign_link_paths or redirect_paths")
+        return self._decoy
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -208,10 +229,18 @@ class Emulator:
         self._injector.delay()
         if method in WRITE_METHODS and not (method == "POST" and norm(path) in READ_ONLY_POSTS):
             return _refused(method, path), True
+        injector = self._injector
+        if injector.reset():
+            return Response(0, delivery="reset"), False
+        if injector.on_path("hang_paths", path):
+            return Response(0, delivery="hang"), False
         try:
-            return self._read(method, path, params, authorization), False
+            response = self._read(method, path, params, authorization)
         except ArmError as err:
-            return err.to_response(), False
+            response = err.to_response()
+        if injector.on_path("drip_paths", path):
+            response.delivery = "drip"
+        return response, False
 
     def _read(self, method: str, path: str, params: dict[str, str], authorization: str) -> Response:
         scheme, _, token = authorization.strip().partition(" ")
@@ -227,7 +256,13 @@ class Emulator:
             }
             if not throttle.allowed:
                 raise _throttled(path, throttle.retry_after_s, rate_headers)
+        if self._injector.on_path("retry_after_paths", path):
+            raise _throttled(path, self.faults.retry_after_s, rate_headers)
+        if self._injector.transient_throttle():
+            raise _throttled(path, 1, rate_headers)
         request = Request(path, params, self.endpoint)
+        if self._injector.on_path("redirect_paths", path):
+            return Response(307, b"", {"Location": self._router.page_link(request, self.decoy.endpoint)})
         if not request.param("api-version"):
             raise ArmError(
                 400,
@@ -254,7 +289,19 @@ class Emulator:
             err.headers.update(rate_headers)
             raise
         response.headers.update(rate_headers)
-        return self._maybe_break(path, response)
+        return self._maybe_break(path, self._rewrite_next_link(request, response))
+
+    def _rewrite_next_link(self, request: Request, response: Response) -> Response:
+        """Paging faults: a list page whose nextLink leads back to itself, or to another host (the decoy)."""
+        loop = self._injector.on_path("loop_paths", request.path)
+        foreign = self._injector.on_path("foreign_link_paths", request.path)
+        if response.status != 200 or not (loop or foreign):
+            return response
+        body = json.loads(response.body)
+        if not isinstance(body, dict) or "value" not in body:
+            return response  # not a list page
+        body["nextLink"] = self._router.page_link(request, self.decoy.endpoint if foreign else self.endpoint)
+        return Response(200, json.dumps(body, separators=(",", ":")).encode(), response.headers, response.content_type)
 
     def _route(self, path: str) -> tuple[Route | None, ArmError | None]:
         try:
@@ -407,7 +454,19 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(204, b"", response.headers, response.content_type)
         # Record before answering: a caller that reads the log right after its call must see this request.
         emulator._record(seq, RequestRecord(self.command, path, unquote(raw_query), response.status), refused)
-        self._send(response)
+        if response.delivery == "reset":
+            self._reset()
+        elif response.delivery == "hang":
+            emulator.stopping.wait()  # never answers; ends when the emulator stops
+            self.close_connection = True
+        else:
+            self._send(response)
+
+    def _reset(self) -> None:
+        """Drop the connection without an answer: SO_LINGER 0 makes the close a TCP reset."""
+        with contextlib.suppress(OSError):
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
 
     def _drain_body(self) -> None:
         """Read any request body so the keep-alive connection stays in step."""
@@ -429,8 +488,22 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if response.delivery != "drip":
             self.wfile.write(response.body)
+            return
+        interval = self.server.emulator.faults.drip_interval_s
+        self.wfile.flush()
+        try:
+            for i in range(len(response.body)):
+                if self.server.emulator.stopping.wait(interval):
+                    break
+                self.wfile.write(response.body[i : i + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up
+            pass
+        self.close_connection = True
 
 
 def serve(estate_path: str, host: str = LOOPBACK, port: int = 0, page_size: int = 100, faults: Faults | None = None) -> None:
