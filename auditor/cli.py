@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -22,7 +23,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
-from auditor.errors import UsageError
+from auditor.errors import Interrupted, UsageError
+from auditor.limits import Limits
 from auditor.output import check_writable, emit
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, render
 from auditor.sources import acquire
@@ -89,6 +91,10 @@ class AuditOptions:
     fail_on: str = "info"
     fail_on_new: bool = False
     reports: list[str] = field(default_factory=list)
+    timeout: float | None = None  # --timeout: the whole collection
+    read_timeout: float | None = None  # --read-timeout: one read, with its pages, retries and waits
+    connect_timeout: float | None = None  # --connect-timeout: one request's connect and TLS handshake
+    limits: Limits = field(default_factory=Limits)  # set by validate() from the three above
     source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
 
 
@@ -111,9 +117,27 @@ def validate(opts: AuditOptions) -> None:
         opts.arm_endpoint = normalize_endpoint(opts.arm_endpoint)
     if opts.snapshot and opts.snapshot_out:
         raise UsageError("--snapshot-out saves what was collected; it cannot be combined with --snapshot")
+    opts.limits = _limits(opts)
     for flag, path in (("--output", opts.output), ("--snapshot-out", opts.snapshot_out)):
         if path is not None:
             check_writable(flag, path)
+
+
+def _limits(opts: AuditOptions) -> Limits:
+    given = {"--timeout": opts.timeout, "--read-timeout": opts.read_timeout, "--connect-timeout": opts.connect_timeout}
+    named = [flag for flag, value in given.items() if value is not None]
+    if named and opts.source == "snapshot":
+        raise UsageError(f"{' and '.join(named)} only apply when reading ARM (--subscription or --demo), not --snapshot")
+    for flag in named:
+        value = given[flag]
+        if value is None or not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{flag} must be a positive number of seconds (got {value:g})")
+    default = Limits()
+    return Limits(
+        run_timeout_s=default.run_timeout_s if opts.timeout is None else opts.timeout,
+        read_timeout_s=default.read_timeout_s if opts.read_timeout is None else opts.read_timeout,
+        connect_timeout_s=default.connect_timeout_s if opts.connect_timeout is None else opts.connect_timeout,
+    )
 
 
 # --------------------------------------------------------------------------------------------- the audit
@@ -225,6 +249,30 @@ def audit(
         list[str] | None,
         typer.Option("--report", metavar="FORMAT=PATH", help="Also write this report (repeatable), e.g. csv=findings.csv."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help=f"Time limit for the whole collection (default {Limits.run_timeout_s:g}); what is not read by then is ERROR.",
+        ),
+    ] = None,
+    read_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--read-timeout",
+            metavar="SECONDS",
+            help=f"Time limit for one read, every page, retry and wait included (default {Limits.read_timeout_s:g}).",
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--connect-timeout",
+            metavar="SECONDS",
+            help=f"Time limit to connect to ARM and finish the TLS handshake (default {Limits.connect_timeout_s:g}).",
+        ),
+    ] = None,
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
@@ -247,14 +295,22 @@ def audit(
         fail_on=fail_on.value,
         fail_on_new=fail_on_new,
         reports=list(report or []),
+        timeout=timeout,
+        read_timeout=read_timeout,
+        connect_timeout=connect_timeout,
     )
     if ctx.invoked_subcommand is not None:
         # `aib-audit --demo checks` is ambiguous: refuse rather than silently drop the audit options.
         given = (snapshot, snapshot_out, output, arm_endpoint, check, skip_check, policy, exceptions, baseline, report)
-        if opts.subscriptions or demo or any(given) or fail_on_new or fail_on != FailOn.info:
+        timed = any(v is not None for v in (timeout, read_timeout, connect_timeout))
+        if opts.subscriptions or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed:
             raise UsageError(f"audit options cannot be combined with the '{ctx.invoked_subcommand}' command")
         return
-    raise typer.Exit(run_audit_command(opts))
+    try:
+        code = run_audit_command(opts)
+    except KeyboardInterrupt:
+        raise Interrupted() from None  # typer would turn it into a silent 130
+    raise typer.Exit(code)
 
 
 # --------------------------------------------------------------------------------------------- subcommands
@@ -330,7 +386,42 @@ def emulate(
             " or html: (a proxy sign-in page) to pick one).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for --error-rate.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for --error-rate, --throttle-rate, --reset-rate.")] = 0,
+    loop: Annotated[
+        list[str] | None, typer.Option("--loop", metavar="TEXT", help="Lists on paths containing TEXT page back to themselves.")
+    ] = None,
+    foreign_link: Annotated[
+        list[str] | None,
+        typer.Option("--foreign-link", metavar="TEXT", help="Lists on paths with TEXT page to a decoy host."),
+    ] = None,
+    redirect: Annotated[
+        list[str] | None, typer.Option("--redirect", metavar="TEXT", help="Answer 307 to the decoy host on paths with TEXT.")
+    ] = None,
+    hang: Annotated[
+        list[str] | None, typer.Option("--hang", metavar="TEXT", help="Never answer requests on paths containing TEXT.")
+    ] = None,
+    drip: Annotated[
+        list[str] | None, typer.Option("--drip", metavar="TEXT", help="Answer a byte at a time on paths containing TEXT.")
+    ] = None,
+    drip_interval: Annotated[
+        float, typer.Option("--drip-interval", metavar="S", min=0.001, help="Seconds between dripped bytes.")
+    ] = 2.0,
+    retry_after_path: Annotated[
+        list[str] | None,
+        typer.Option("--retry-after-path", metavar="TEXT", help="Answer 429 with --retry-after on paths containing TEXT."),
+    ] = None,
+    retry_after: Annotated[
+        int, typer.Option("--retry-after", metavar="S", min=0, help="Retry-After for --retry-after-path.")
+    ] = 3600,
+    throttle_rate: Annotated[
+        float, typer.Option("--throttle-rate", metavar="P", min=0.0, max=1.0, help="Share of requests answered 429 (1 s).")
+    ] = 0.0,
+    reset_rate: Annotated[
+        float, typer.Option("--reset-rate", metavar="P", min=0.0, max=1.0, help="Share of connections dropped without an answer.")
+    ] = 0.0,
+    black_hole: Annotated[
+        bool, typer.Option("--black-hole", help="Also open a port that accepts TCP and never answers (not even TLS).")
+    ] = False,
 ) -> None:
     """Serve an estate the way ARM does, on 127.0.0.1 over HTTPS, until interrupted.
 
@@ -348,11 +439,22 @@ def emulate(
             forbidden_scopes=tuple(forbid or ()),
             broken_paths=tuple(break_path or ()),
             seed=seed,
+            loop_paths=tuple(loop or ()),
+            foreign_link_paths=tuple(foreign_link or ()),
+            redirect_paths=tuple(redirect or ()),
+            hang_paths=tuple(hang or ()),
+            drip_paths=tuple(drip or ()),
+            drip_interval_s=drip_interval,
+            retry_after_paths=tuple(retry_after_path or ()),
+            retry_after_s=retry_after,
+            throttle_rate=throttle_rate,
+            reset_rate=reset_rate,
         )
     except ValueError as exc:
         raise UsageError(f"emulator faults: {exc}") from None
     try:
-        serve(str(estate), EMULATOR_HOST, port, page_size, faults)  # a bad estate raises SnapshotError (exit 2)
+        # A bad estate raises SnapshotError (exit 2).
+        serve(str(estate), EMULATOR_HOST, port, page_size, faults, black_hole=black_hole)
     except OSError as exc:  # the port is taken, or not ours to bind
         raise UsageError(f"cannot serve on {EMULATOR_HOST}:{port}: {exc.strerror or exc}") from None
 
@@ -391,7 +493,7 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Abort:
         _fail("interrupted")
         return 130
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         _fail("interrupted")
         return 130
     except ClickException as exc:  # unknown option, bad --format value, missing value ...

@@ -17,3 +17,10 @@ class EndpointError(UsageError):
 
 class SubscriptionError(UsageError):
     """A subscription does not exist or the caller cannot see it."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) during a run: the CLI prints `interrupted` and exits 130 at once.
+
+    Not a KeyboardInterrupt on purpose: typer turns that into a silent exit 130, and the contract is one line.
+    """

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditor import DEFAULT_ARM_ENDPOINT
 from auditor.errors import UsageError
+from auditor.limits import Limits, is_timeout
 from auditor.output import atomic_target
 from auditor.snapshot import Snapshot
 from auditor.textsafe import visible
@@ -51,6 +52,7 @@ def collect_live(opts: AuditOptions) -> Snapshot:
                 connection_verify=True,  # the system CA store, or REQUESTS_CA_BUNDLE as Azure users expect
                 max_workers=opts.max_workers,
                 progress=progress,
+                limits=opts.limits,
             )
     finally:
         credential.close()
@@ -82,7 +84,21 @@ def collect_demo(opts: AuditOptions) -> Snapshot:
             connection_verify=emu.ca_bundle,
             max_workers=opts.max_workers,
             progress=progress,
+            limits=opts.limits,
         )
+
+
+def timeout_summary(snap: Snapshot, limits: Limits, shown: int = 5) -> str | None:
+    """One line naming the reads that ran out of time, for a scheduled job's log; None when none did."""
+    late = [e for e in snap.errors if is_timeout(e.code)]
+    if not late:
+        return None
+    names = [f"{e.kind} at {e.scope}" for e in late[:shown]]
+    more = f" and {len(late) - shown} more" if len(late) > shown else ""
+    return (
+        f"{len(late)} read{'s' * (len(late) != 1)} timed out (--timeout {limits.run_timeout_s:g} s, "
+        f"--read-timeout {limits.read_timeout_s:g} s); their checks say ERROR: {'; '.join(names)}{more}"
+    )
 
 
 def acquire(opts: AuditOptions) -> Snapshot:
@@ -92,6 +108,10 @@ def acquire(opts: AuditOptions) -> Snapshot:
         opts.arm_endpoint = str(snap.meta.get("arm_endpoint") or "")
         return snap
     snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
+    summary = timeout_summary(snap, opts.limits)
+    if summary is not None:
+        sys.stderr.write(f"aib-audit: warning: {summary}\n")
+        sys.stderr.flush()
     if opts.snapshot_out is not None:  # saved before the audit, so the data survives whatever follows
         with atomic_target(opts.snapshot_out, "--snapshot-out") as tmp:
             snap.save(tmp)

@@ -1,6 +1,7 @@
 """An ARM-compatible HTTPS emulator that serves an estate (a snapshot) to the real Azure SDK clients."""
 
+from .decoys import BlackHole, Decoy, DecoyHit
 from .faults import Faults
 from .server import Emulator, RequestRecord, serve
 
-__all__ = ["Emulator", "Faults", "RequestRecord", "serve"]
+__all__ = ["BlackHole", "Decoy", "DecoyHit", "Emulator", "Faults", "RequestRecord", "serve"]

@@ -45,7 +45,7 @@ class Decoy:
     ) -> None:
         self.hits: list[DecoyHit] = []
         self._lock = threading.Lock()
-        self._on_hit = on_hit
+        self.on_hit = on_hit
         self._body = json.dumps({"value": [decoy_lock(s) for s in subscriptions]}).encode()
         decoy = self
 
@@ -77,8 +77,8 @@ class Decoy:
     def _record(self, hit: DecoyHit) -> None:
         with self._lock:
             self.hits.append(hit)
-        if self._on_hit is not None:
-            self._on_hit(hit)
+        if self.on_hit is not None:
+            self.on_hit(hit)
 
     @property
     def requests(self) -> list[DecoyHit]:

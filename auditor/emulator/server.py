@@ -10,31 +10,25 @@ faults rewrite a list page's nextLink; a drip-fed answer is the routed answer, s
 from __future__ import annotations
 
 import base64
-import contextlib
-import http
 import json
-import socket
 import ssl
-import struct
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
 import trustme
 
 from auditor.ids import norm
 from auditor.snapshot import Snapshot
 
-from .decoys import Decoy
+from .decoys import BlackHole, Decoy, DecoyHit
 from .faults import HTML, TRUNCATED, FaultInjector, Faults
 from .responses import ArmError, Response
 from .routes import GENERIC_READ, Request, Route, Router
 from .store import EstateStore
+from .transport import Handler, RequestRecord, Server
 
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
@@ -42,7 +36,6 @@ WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
 # count them as write attempts. `listKeys` and friends return secrets and are refused like writes.
 READ_ONLY_POSTS = ("/providers/microsoft.resourcegraph/resources",)
 LOOPBACK = "127.0.0.1"
-HANDLER_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05  # how soon stop() is noticed by the accept loop
 _ANONYMOUS_OID = str(uuid.uuid5(uuid.NAMESPACE_URL, "aib-audit-emulator:client"))
 _BROKEN_TEXT = b"<html><head><title>502 Bad Gateway</title></head><body>upstream connect error</body></html>"
@@ -50,27 +43,6 @@ _PROXY_LOGIN = (
     b"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Sign in &ndash; Contoso Web Proxy</title></head>"
     b"<body><form method='post' action='/login'><input name='user'><input type='password' name='pass'></form></body></html>"
 )
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    path: str  # decoded, as routed
-    query: str  # decoded query string
-    status: int
-
-    def param(self, name: str) -> str | None:
-        """A query parameter by name (case-insensitive), e.g. `record.param("$filter")`."""
-        for key, value in parse_qsl(self.query, keep_blank_values=True):
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-def clean_path(raw_path: str) -> str:
-    """Decode and collapse `//` (scope-encoded SDK paths decode to `//subscriptions/...`)."""
-    segments = [s for s in unquote(raw_path).split("/") if s]
-    return "/" + "/".join(segments)
 
 
 def _object_id(authorization: str) -> str:
@@ -101,7 +73,7 @@ class Emulator:
         self._records: list[tuple[int, RequestRecord]] = []
         self._write_records: list[tuple[int, RequestRecord]] = []
         self._throttled = 0
-        self._httpd: _Server | None = None
+        self._httpd: Server | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._endpoint = ""
@@ -124,7 +96,7 @@ class Emulator:
         self._tmp = tempfile.TemporaryDirectory(prefix="aib-emulator-")
         bundle = Path(self._tmp.name) / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
-        self._httpd = _Server((LOOPBACK, port), _Handler, self, context)
+        self._httpd = Server((LOOPBACK, port), Handler, self, context)
         port = self._httpd.server_address[1]
         self._endpoint = f"https://{LOOPBACK}:{port}"
         self._ca_bundle = str(bundle)
@@ -370,143 +342,14 @@ def _forbidden(authorization: str, action: str, scope: str, rate_headers: dict[s
     )
 
 
-class _Server(ThreadingHTTPServer):
-    """Threads per connection; TLS handshakes happen in the connection's thread, not the accept loop."""
-
-    # Non-daemon handler threads are tracked by ThreadingMixIn and joined by server_close() (block_on_close), so
-    # stop() returns only when no handler is left running; close_connections() first wakes any blocked on a socket.
-    daemon_threads = False
-    block_on_close = True
-    request_queue_size = 128
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], emulator: Emulator, context: ssl.SSLContext
-    ) -> None:
-        self.emulator = emulator
-        self.context = context
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, addr = self.socket.accept()
-        tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        with self._open_lock:
-            self._open.add(tls)
-        return tls, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            open_now = list(self._open)
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain shutdown: safe across threads
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up or fail the TLS handshake are not worth a traceback."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
-    timeout = HANDLER_TIMEOUT_S
-    server: _Server
-
-    def setup(self) -> None:
-        self.request.settimeout(self.timeout)
-        self.request.do_handshake()
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-        """Silence the stdlib's stderr log; the emulator keeps its own."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve()
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve()
-
-    def _serve(self) -> None:
-        emulator = self.server.emulator
-        seq = emulator._arrive()
-        self._drain_body()
-        raw_path, _, raw_query = self.path.partition("?")
-        path = clean_path(raw_path)
-        params = dict(parse_qsl(raw_query, keep_blank_values=True))
-        response, refused = emulator.handle(self.command, path, params, self.headers.get("Authorization", ""))
-        if self.command == "HEAD" and response.status == 200:
-            response = Response(204, b"", response.headers, response.content_type)
-        # Record before answering: a caller that reads the log right after its call must see this request.
-        emulator._record(seq, RequestRecord(self.command, path, unquote(raw_query), response.status), refused)
-        if response.delivery == "reset":
-            self._reset()
-        elif response.delivery == "hang":
-            emulator.stopping.wait()  # never answers; ends when the emulator stops
-            self.close_connection = True
-        else:
-            self._send(response)
-
-    def _reset(self) -> None:
-        """Drop the connection without an answer: SO_LINGER 0 makes the close a TCP reset."""
-        with contextlib.suppress(OSError):
-            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.close_connection = True
-
-    def _drain_body(self) -> None:
-        """Read any request body so the keep-alive connection stays in step."""
-        length = int(self.headers.get("Content-Length") or 0)
-        while length > 0:
-            chunk = self.rfile.read(min(length, 65536))
-            if not chunk:
-                break
-            length -= len(chunk)
-
-    def _send(self, response: Response) -> None:
-        self.send_response(response.status, http.HTTPStatus(response.status).phrase)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(response.body)))
-        self.send_header("Cache-Control", "no-cache")
-        request_id = str(uuid.uuid4())
-        self.send_header("x-ms-request-id", request_id)
-        self.send_header("x-ms-correlation-request-id", request_id)
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command == "HEAD":
-            return
-        if response.delivery != "drip":
-            self.wfile.write(response.body)
-            return
-        interval = self.server.emulator.faults.drip_interval_s
-        self.wfile.flush()
-        try:
-            for i in range(len(response.body)):
-                if self.server.emulator.stopping.wait(interval):
-                    break
-                self.wfile.write(response.body[i : i + 1])
-                self.wfile.flush()
-        except OSError:  # the client gave up
-            pass
-        self.close_connection = True
-
-
-def serve(estate_path: str, host: str = LOOPBACK, port: int = 0, page_size: int = 100, faults: Faults | None = None) -> None:
+def serve(
+    estate_path: str,
+    host: str = LOOPBACK,
+    port: int = 0,
+    page_size: int = 100,
+    faults: Faults | None = None,
+    black_hole: bool = False,
+) -> None:
     """Serve an estate file until Ctrl-C (`aib-audit emulate --estate FILE`). Binds loopback only."""
     from auditor.errors import UsageError
 
@@ -514,13 +357,26 @@ def serve(estate_path: str, host: str = LOOPBACK, port: int = 0, page_size: int 
         raise UsageError(f"the emulator binds 127.0.0.1 only, not {host!r}")
     emulator = Emulator(Snapshot.load(estate_path), page_size=page_size, faults=faults)
     emulator.start(port)
+    hole = BlackHole() if black_hole else None
     try:
         print(f"ARM emulator serving {estate_path}", flush=True)
         print(f"endpoint:  {emulator.endpoint}", flush=True)
         print(f"CA bundle: {emulator.ca_bundle}", flush=True)
+        if emulator.faults.needs_decoy:
+            emulator.decoy.on_hit = _print_hit
+            print(f"decoy:     {emulator.decoy.endpoint} (foreign nextLinks and redirects point here)", flush=True)
+        if hole is not None:
+            print(f"black hole: {hole.endpoint} (accepts TCP, never answers)", flush=True)
         print(f"try:       REQUESTS_CA_BUNDLE={emulator.ca_bundle} aib-audit --arm-endpoint {emulator.endpoint} ...", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
+        if hole is not None:
+            hole.stop()
         emulator.stop()
+
+
+def _print_hit(hit: DecoyHit) -> None:
+    token = "WITH an Authorization header" if hit.authorization else "without a token"
+    print(f"decoy:     {hit.method} {hit.path} arrived {token}", flush=True)

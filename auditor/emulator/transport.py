@@ -1,0 +1,183 @@
+"""The emulator's HTTP side: TLS connections, one handler thread per connection, and how an answer is delivered.
+
+Most answers are written whole. Transport faults are delivered here: a connection dropped without an answer
+(a TCP reset), an answer that never comes (until the emulator stops), and one drip-fed a byte at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http
+import socket
+import ssl
+import struct
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+from .responses import Response
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+HANDLER_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str  # decoded, as routed
+    query: str  # decoded query string
+    status: int
+
+    def param(self, name: str) -> str | None:
+        """A query parameter by name (case-insensitive), e.g. `record.param("$filter")`."""
+        for key, value in parse_qsl(self.query, keep_blank_values=True):
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+def clean_path(raw_path: str) -> str:
+    """Decode and collapse `//` (scope-encoded SDK paths decode to `//subscriptions/...`)."""
+    segments = [s for s in unquote(raw_path).split("/") if s]
+    return "/" + "/".join(segments)
+
+
+class Server(ThreadingHTTPServer):
+    """Threads per connection; TLS handshakes happen in the connection's thread, not the accept loop."""
+
+    # Non-daemon handler threads are tracked by ThreadingMixIn and joined by server_close() (block_on_close), so
+    # stop() returns only when no handler is left running; close_connections() first wakes any blocked on a socket.
+    daemon_threads = False
+    block_on_close = True
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], emulator: Emulator, context: ssl.SSLContext
+    ) -> None:
+        self.emulator = emulator
+        self.context = context
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = self.socket.accept()
+        tls = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._open_lock:
+            self._open.add(tls)
+        return tls, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain shutdown: safe across threads
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up or fail the TLS handshake are not worth a traceback."""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    timeout = HANDLER_TIMEOUT_S
+    server: Server
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        """Silence the stdlib's stderr log; the emulator keeps its own."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve()
+
+    def _serve(self) -> None:
+        emulator = self.server.emulator
+        seq = emulator._arrive()
+        self._drain_body()
+        raw_path, _, raw_query = self.path.partition("?")
+        path = clean_path(raw_path)
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        response, refused = emulator.handle(self.command, path, params, self.headers.get("Authorization", ""))
+        if self.command == "HEAD" and response.status == 200:
+            response = Response(204, b"", response.headers, response.content_type)
+        # Record before answering: a caller that reads the log right after its call must see this request.
+        emulator._record(seq, RequestRecord(self.command, path, unquote(raw_query), response.status), refused)
+        if response.delivery == "reset":
+            self._reset()
+        elif response.delivery == "hang":
+            emulator.stopping.wait()  # never answers; ends when the emulator stops
+            self.close_connection = True
+        else:
+            self._send(response)
+
+    def _reset(self) -> None:
+        """Drop the connection without an answer: SO_LINGER 0 makes the close a TCP reset."""
+        with contextlib.suppress(OSError):
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def _drain_body(self) -> None:
+        """Read any request body so the keep-alive connection stays in step."""
+        length = int(self.headers.get("Content-Length") or 0)
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status, http.HTTPStatus(response.status).phrase)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(response.body)))
+        self.send_header("Cache-Control", "no-cache")
+        request_id = str(uuid.uuid4())
+        self.send_header("x-ms-request-id", request_id)
+        self.send_header("x-ms-correlation-request-id", request_id)
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if response.delivery != "drip":
+            self.wfile.write(response.body)
+            return
+        interval = self.server.emulator.faults.drip_interval_s
+        self.wfile.flush()
+        try:
+            for i in range(len(response.body)):
+                if self.server.emulator.stopping.wait(interval):
+                    break
+                self.wfile.write(response.body[i : i + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up
+            pass
+        self.close_connection = True
