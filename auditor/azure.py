@@ -32,7 +32,7 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.errors import CredentialError, UsageError
-from auditor.limits import FOREIGN_ENDPOINT, READ_TIMEOUT, RETRY_AFTER_TOO_LONG, Limits
+from auditor.limits import FOREIGN_ENDPOINT, READ_TIMEOUT, RETRY_AFTER_TOO_LONG, RUN_TIMEOUT, Limits
 
 # ARM host -> token audience. Sovereign clouds have their own; anything else (the emulator, a private
 # endpoint, Azure Stack is out of scope) asks for a public-cloud ARM token.
@@ -155,6 +155,10 @@ class ReadTimedOut(ReadLimitExceeded):
     code = READ_TIMEOUT
 
 
+class RunTimedOut(ReadLimitExceeded):
+    code = RUN_TIMEOUT
+
+
 class RetryAfterTooLong(ReadLimitExceeded):
     code = RETRY_AFTER_TOO_LONG
 
@@ -220,11 +224,14 @@ class ReadBudget:
     deadline: float  # time.monotonic()
     label: str = "the read"
     waited_s: float = 0.0
+    run_bound: bool = False  # the deadline is the run's (--timeout), not the read's own
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def timed_out(self) -> ReadTimedOut:
+    def timed_out(self) -> ReadLimitExceeded:
+        if self.run_bound:
+            return RunTimedOut(f"{self.label} was cut short when the run's time limit ({self.limits.run_timeout_s:g} s) ran out")
         return ReadTimedOut(f"{self.label} did not finish within the read's time limit ({self.limits.read_timeout_s:g} s)")
 
     def wait(self, seconds: float, retry_after: bool) -> None:
@@ -253,10 +260,15 @@ def current_budget() -> ReadBudget | None:
 
 
 @contextmanager
-def read_budget(limits: Limits, deadline: float | None = None, label: str = "the read") -> Iterator[ReadBudget]:
-    """Run one read under a budget (deadline default: now + limits.read_timeout_s) in this thread."""
+def read_budget(
+    limits: Limits, deadline: float | None = None, label: str = "the read", run_deadline: float | None = None
+) -> Iterator[ReadBudget]:
+    """Run one read under a budget in this thread: until `deadline` (default: now + limits.read_timeout_s), or
+    the run's deadline when that comes first."""
     outer = current_budget()
-    budget = ReadBudget(limits, deadline if deadline is not None else time.monotonic() + limits.read_timeout_s, label)
+    own = deadline if deadline is not None else time.monotonic() + limits.read_timeout_s
+    run_bound = run_deadline is not None and run_deadline < own
+    budget = ReadBudget(limits, run_deadline if run_bound and run_deadline is not None else own, label, run_bound=run_bound)
     _budget.current = budget
     try:
         yield budget

@@ -119,7 +119,7 @@ def collect(
 def _reach_subscription(arm: ArmClients, pool: DaemonPool, sub: str, run_deadline: float) -> None:
     """Phase 0 on a worker, waited for against the wall clock: an endpoint that never answers is exit 2 in seconds."""
     deadline = min(time.monotonic() + arm.limits.read_timeout_s, run_deadline)
-    task = pool.submit(_check_subscription, arm, sub, deadline)
+    task = pool.submit(_check_subscription, arm, sub, run_deadline)
     try:
         task.future.result(timeout=max(0.0, deadline - time.monotonic()) + GRACE_S)
     except FutureTimeout:
@@ -136,10 +136,10 @@ def deadline_s(limits: Limits) -> float:
     return min(limits.read_timeout_s, limits.run_timeout_s)
 
 
-def _check_subscription(arm: ArmClients, sub: str, deadline: float) -> None:
+def _check_subscription(arm: ArmClients, sub: str, run_deadline: float) -> None:
     """GET the subscription: the one read whose failure ends the run with a clear message."""
     try:
-        with read_budget(arm.limits, deadline, label=f"the GET of subscription {sub}"):
+        with read_budget(arm.limits, label=f"the GET of subscription {sub}", run_deadline=run_deadline):
             # One retry, not the SDK's three: an endpoint that cannot be reached (refused, or a TLS handshake that
             # never completes, which surfaces as a read timeout) should say so in seconds.
             arm.subscriptions().subscriptions.get(sub, retry_connect=1, retry_read=1)

@@ -278,11 +278,8 @@ def connection_reason(exc: BaseException) -> str:
 def run_read(read: Read, endpoint: str = "", limits: Limits | None = None, run_deadline: float | None = None) -> Outcome:
     """Run one read under its budget; every failure but a credential failure becomes a recorded outcome."""
     limits = limits or Limits()
-    deadline = time.monotonic() + limits.read_timeout_s
-    if run_deadline is not None:
-        deadline = min(deadline, run_deadline)
     capture = Capture(endpoint, limits.max_pages, read.single)
-    with read_budget(limits, deadline, label=read.describe()):
+    with read_budget(limits, label=read.describe(), run_deadline=run_deadline):
         return _run(read, capture)
 
 

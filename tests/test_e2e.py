@@ -15,12 +15,13 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from auditor.emulator import Emulator, Faults, RequestRecord
+from auditor.emulator import DecoyHit, Emulator, Faults, RequestRecord
 from fixtures import builders as b
 from fixtures import demo
 from tests.conftest import FakeClock
@@ -130,6 +131,8 @@ class ScriptRun:
     throttled: int
     az_calls: list[str]
     blocked: list[str]
+    elapsed: float = 0.0  # seconds the script ran
+    decoy_hits: list[DecoyHit] = field(default_factory=list)  # what reached the other host, with faults that name one
 
     def rows_for(self, resource_name: str, check_id: str) -> list[dict[str, str]]:
         return [r for r in self.rows if r["resource_name"] == resource_name and r["check_id"] == check_id]
@@ -175,7 +178,14 @@ class Harness:
         )
         return env
 
-    def run(self, faults: Faults | None = None, subscriptions: tuple[str, ...] = (demo.SUB, demo.SUB2)) -> ScriptRun:
+    def run(
+        self,
+        faults: Faults | None = None,
+        subscriptions: tuple[str, ...] = (demo.SUB, demo.SUB2),
+        extra: tuple[str, ...] = (),
+        endpoint: str | None = None,
+    ) -> ScriptRun:
+        """Run the script against a fresh emulator (or `endpoint`, e.g. a black hole); `extra` are more options."""
         self.count += 1
         report = self.root / f"report-{self.count}.csv"
         self.az_log.unlink(missing_ok=True)
@@ -185,9 +195,12 @@ class Harness:
             args = [str(AIB_AUDIT)]
             for sub in subscriptions:
                 args += ["--subscription", sub]
-            args += ["--arm-endpoint", emu.endpoint, "--format", "csv", "--output", str(report)]
+            args += ["--arm-endpoint", endpoint or emu.endpoint, "--format", "csv", "--output", str(report), *extra]
+            started = time.monotonic()
             proc = subprocess.run(args, env=self.env(emu.ca_bundle), capture_output=True, text=True, timeout=120)
+            elapsed = time.monotonic() - started
             requests, writes, throttled = emu.requests, emu.writes, emu.throttled
+            decoy_hits = emu.decoy.requests if emu.faults.needs_decoy else []
         text = report.read_text(encoding="utf-8") if report.exists() else ""
         reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = list(reader)
@@ -202,6 +215,8 @@ class Harness:
             throttled=throttled,
             az_calls=self.az_log.read_text(encoding="utf-8").splitlines() if self.az_log.exists() else [],
             blocked=self.guard_log.read_text(encoding="utf-8").splitlines() if self.guard_log.exists() else [],
+            elapsed=elapsed,
+            decoy_hits=decoy_hits,
         )
 
 
