@@ -341,35 +341,44 @@ class BoundedRetryPolicy(core_policies.RetryPolicy):
 
 
 class ThrottleWait(core_policies.HTTPPolicy):  # type: ignore[type-arg]
-    """Waits out sustained ARM throttling.
+    """Waits out sustained ARM throttling and short bursts of server errors.
 
     ARM throttles reads per subscription and principal (a bucket of 250, refilled at 25 per second). The
     SDK's retry policy (which sits below this one) honours Retry-After but gives a request only 3 status
-    retries, so a bulk sweep under contention could lose reads to 429. A request still answered 429 after
-    those retries is sent again after its Retry-After, up to `rounds` more times; every wait draws on the read's
-    budget (a Retry-After past the cap, or waits past the read's allowance, fail the read).
+    retries, shared by 429s and 5xx, so a bulk sweep under contention (or a bad minute at ARM) could lose reads.
+    A GET still answered 429 after those retries is sent again after its Retry-After, up to `rounds` more times;
+    one still answered 500/502/503/504, up to `server_rounds` more times. Every wait draws on the read's budget:
+    a Retry-After past the cap, or waits past the read's allowance, fail the read instead of sleeping.
     """
 
-    def __init__(self, rounds: int = 5, limits: Limits | None = None) -> None:
+    TRANSIENT = frozenset({500, 502, 503, 504})
+
+    def __init__(self, rounds: int = 5, limits: Limits | None = None, server_rounds: int = 2) -> None:
         super().__init__()
         self.rounds = rounds
+        self.server_rounds = server_rounds
         self.limits = limits or Limits()
         self._retry_after = core_policies.RetryPolicy()  # only for its Retry-After parser
 
     def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
         response = self.next.send(request)
-        for _ in range(self.rounds):
-            if response.http_response.status_code != 429:
-                break
-            wait = self._retry_after.get_retry_after(response)
+        throttled = failed = 0
+        while True:
+            status = response.http_response.status_code
+            if status == 429 and throttled < self.rounds:
+                throttled += 1
+            elif status in self.TRANSIENT and failed < self.server_rounds:
+                failed += 1
+            else:
+                return response
+            retry_after = self._retry_after.get_retry_after(response)
             budget = current_budget()
             if budget is None:
                 with read_budget(self.limits) as budget:
-                    budget.wait(1.0 if wait is None else wait, retry_after=True)
+                    budget.wait(1.0 if retry_after is None else retry_after, retry_after=retry_after is not None)
             else:
-                budget.wait(1.0 if wait is None else wait, retry_after=True)
+                budget.wait(1.0 if retry_after is None else retry_after, retry_after=retry_after is not None)
             response = self.next.send(request)
-        return response
 
 
 class CallCounter(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]

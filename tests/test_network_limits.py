@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,12 +20,14 @@ from azure.core.rest import HttpRequest
 from auditor.audit import run_audit, select_checks
 from auditor.azure import (
     ArmClients,
+    BoundedRetryPolicy,
     EndpointGuard,
     ForeignEndpointRefused,
     ReadBudget,
     ReadTimedOut,
     RetryAfterTooLong,
     StaticTokenCredential,
+    ThrottleWait,
     same_origin,
 )
 from auditor.collect import collect
@@ -286,3 +289,44 @@ def test_the_pool_gives_up_on_a_stuck_task_and_keeps_its_width() -> None:
     finally:
         release.set()
         pool.shutdown()
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    """Answers 503 (no Retry-After) to the first `server.fail_first` requests, then 200."""
+
+    server: _FlakyServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.hits += 1
+        failing = self.server.hits <= self.server.fail_first
+        body = b"" if failing else b'{"value": []}'
+        self.send_response(503 if failing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return None
+
+
+class _FlakyServer(ThreadingHTTPServer):
+    hits = 0
+    fail_first = 0
+
+
+def test_a_burst_of_server_errors_outlasts_the_sdk_status_retries() -> None:
+    # The SDK's RetryPolicy gives up after 3 status retries (4 attempts); ThrottleWait sends a GET again (2 rounds).
+    server = _FlakyServer(("127.0.0.1", 0), _FlakyHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        server.fail_first = 6
+        limits = Limits(max_wait_s=10)
+        policies = [ThrottleWait(limits=limits), BoundedRetryPolicy(limits, retry_backoff_factor=0)]
+        url = f"http://127.0.0.1:{server.server_address[1]}/subscriptions/x/resourcegroups"
+        with Pipeline(RequestsTransport(), policies=policies) as pipeline:  # type: ignore[arg-type]
+            response = pipeline.run(HttpRequest("GET", url)).http_response
+        assert response.status_code == 200 and server.hits == 7
+    finally:
+        server.shutdown()
+        server.server_close()
