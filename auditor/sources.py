@@ -14,7 +14,7 @@ from auditor.errors import UsageError
 from auditor.limits import Limits, is_timeout
 from auditor.output import atomic_target
 from auditor.snapshot import Snapshot
-from auditor.textsafe import visible
+from auditor.textsafe import one_line, visible
 
 if TYPE_CHECKING:
     from auditor.cli import AuditOptions
@@ -110,7 +110,7 @@ def acquire(opts: AuditOptions) -> Snapshot:
     snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
     summary = timeout_summary(snap, opts.limits)
     if summary is not None:
-        sys.stderr.write(f"aib-audit: warning: {summary}\n")
+        sys.stderr.write(f"aib-audit: warning: {one_line(summary)}\n")  # scopes are ARM text: shown escaped
         sys.stderr.flush()
     if opts.snapshot_out is not None:  # saved before the audit, so the data survives whatever follows
         with atomic_target(opts.snapshot_out, "--snapshot-out") as tmp:
