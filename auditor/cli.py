@@ -127,7 +127,8 @@ def _limits(opts: AuditOptions) -> Limits:
     given = {"--timeout": opts.timeout, "--read-timeout": opts.read_timeout, "--connect-timeout": opts.connect_timeout}
     named = [flag for flag, value in given.items() if value is not None]
     if named and opts.source == "snapshot":
-        raise UsageError(f"{' and '.join(named)} only apply when reading ARM (--subscription or --demo), not --snapshot")
+        verb = "apply" if len(named) > 1 else "applies"
+        raise UsageError(f"{' and '.join(named)} only {verb} when reading ARM (--subscription or --demo), not --snapshot")
     for flag in named:
         value = given[flag]
         if value is None or not (math.isfinite(value) and value > 0):

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 from azure.core.pipeline import Pipeline
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
@@ -31,7 +32,7 @@ from auditor.azure import (
     same_origin,
 )
 from auditor.collect import collect
-from auditor.emulator import BlackHole, Emulator, Faults
+from auditor.emulator import BlackHole, DecoyHit, Emulator, Faults
 from auditor.errors import EndpointError
 from auditor.findings import Status
 from auditor.inventory import build_inventory
@@ -330,3 +331,37 @@ def test_a_burst_of_server_errors_outlasts_the_sdk_status_retries() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------------------------- the emulator's faults
+
+
+def test_the_emulator_serves_each_fault_as_described(emulator: StartEmulator) -> None:
+    faults = Faults(
+        loop_paths=("/resourcegroups",),
+        foreign_link_paths=(LOCKS,),
+        redirect_paths=("/galleries",),
+        retry_after_paths=("/denyassignments",),
+        retry_after_s=3600,
+    )
+    emu = emulator(full_estate(), faults=faults)
+    headers = {"Authorization": "Bearer t"}
+
+    def get(path: str) -> requests.Response:
+        url = f"{emu.endpoint}/subscriptions/{SUB}{path}?api-version=2022-01-01"
+        return requests.get(url, headers=headers, verify=emu.ca_bundle, allow_redirects=False, timeout=10)
+
+    looped = get("/resourcegroups")
+    assert looped.json()["nextLink"].startswith(f"{emu.endpoint}/subscriptions/{SUB}/resourcegroups?")
+    assert get(["/resourcegroups", "$skiptoken=0"][0]).json()["nextLink"] == looped.json()["nextLink"]
+    foreign = get(LOCKS).json()["nextLink"]
+    assert foreign.startswith(emu.decoy.endpoint + "/")
+    moved = get("/providers/Microsoft.Compute/galleries")
+    assert moved.status_code == 307 and moved.headers["Location"].startswith(emu.decoy.endpoint + "/")
+    throttled = get("/providers/Microsoft.Authorization/denyAssignments")
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "3600"
+    # The decoy is a real TLS host the client trusts, and it sees a token when one is sent: the "nothing reached
+    # it" assertions above are not vacuous.
+    assert emu.decoy.requests == []
+    requests.get(foreign, headers=headers, verify=emu.ca_bundle, timeout=10)
+    assert emu.decoy.requests == [DecoyHit("GET", foreign[len(emu.decoy.endpoint) :], True)]
