@@ -120,6 +120,8 @@ def unattributed_errors(inv: Inventory, shown: set[int]) -> list[Finding]:
     for i, e in enumerate(inv.errors):
         if e.kind == "imageTemplates":
             why = "image templates here were not audited"
+        elif e.kind == "subscriptions":
+            why = "this subscription is in scope but was not audited"
         elif i not in shown:
             why = "no check result shows it, but the audit could not read everything"
         else:

@@ -2,8 +2,9 @@
 
 Everything here is read-only by construction: every client gets an explicit policy list without the
 SDK's auto-registration policy (which would POST `.../register` on a 409 MissingSubscriptionRegistration),
-and a guard refuses any request that is not a GET before it leaves the process. SDK objects never leave
-the collector; this module only hands clients to `auditor.collect`.
+and a guard refuses any request that is not a GET (or the one Resource Graph query POST) before it
+leaves the process. SDK objects never leave the collector; this module only hands clients to
+`auditor.collect` and `auditor.discover`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 from azure.mgmt.imagebuilder import ImageBuilderClient
+from azure.mgmt.managementgroups import ManagementGroupsMgmtClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.locks import ManagementLockClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
+from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.errors import CredentialError, UsageError
@@ -205,11 +208,32 @@ class EndpointGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
             )
 
 
+# The one POST that only reads: a Resource Graph query. Matched on the whole path, case-insensitively.
+RESOURCE_GRAPH_PATH = "/providers/microsoft.resourcegraph/resources"
+
+
+def is_resource_graph_query(method: str, url: str, endpoint: str | None) -> bool:
+    """`POST {endpoint}/providers/Microsoft.ResourceGraph/resources?api-version=...` and nothing else: same
+    scheme, host and port as the ARM endpoint, exactly that path, only an api-version in the query."""
+    if method.upper() != "POST" or endpoint is None:
+        return False
+    parts = urlsplit(url)
+    query_keys = {kv.split("=", 1)[0].lower() for kv in parts.query.split("&") if kv}
+    path_ok = parts.path.lower().rstrip("/") == RESOURCE_GRAPH_PATH
+    return same_origin(url, endpoint) and path_ok and query_keys == {"api-version"}
+
+
 class ReadOnlyGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Refuses every request but a GET, and the Resource Graph query POST to `endpoint`, before it is sent."""
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         method = request.http_request.method.upper()
-        if method != "GET":
-            raise WriteRefused(f"aib-audit is read-only: refused {method} {request.http_request.url}")
+        if method == "GET" or is_resource_graph_query(method, request.http_request.url, self.endpoint):
+            return
+        raise WriteRefused(f"aib-audit is read-only: refused {method} {request.http_request.url}")
 
 
 # --- the per-read budget: one deadline and one waiting allowance for every request a read makes -------------
@@ -426,7 +450,7 @@ def pinned_policies(
         ThrottleWait(limits=limits),
         BoundedRetryPolicy(limits, **(retry_options or {})),
         EndpointGuard(endpoint),
-        ReadOnlyGuard(),
+        ReadOnlyGuard(endpoint),
         AttemptTimeouts(limits),
         auth_policy,
         core_policies.CustomHookPolicy(),
@@ -520,6 +544,12 @@ class ArmClients:
 
     def msi(self, subscription: str) -> ManagedServiceIdentityClient:
         return self._get("msi", subscription, lambda o: ManagedServiceIdentityClient(self.credential, subscription, **o))
+
+    def management_groups(self) -> ManagementGroupsMgmtClient:
+        return self._get("managementgroups", "", lambda o: ManagementGroupsMgmtClient(self.credential, **o))
+
+    def resource_graph(self) -> ResourceGraphClient:
+        return self._get("resourcegraph", "", lambda o: ResourceGraphClient(self.credential, **o))
 
     def close(self) -> None:
         with self._lock:

@@ -3,11 +3,14 @@
 Reads are subscription-wide and joined in memory later, so the number of ARM calls is
 `templates (their triggers) + a small constant`, never a multiple of the templates:
 
-  phase 0  GET each subscription (fails the run early: unknown subscription, no credential, no endpoint)
+  phase 0  the scope (auditor/discover.py): GET each named subscription in parallel (fails the run early:
+           unknown subscription, no credential, no endpoint); discover management-group descendants or every
+           subscription, narrowed by Resource Graph; a discovered subscription that cannot be read is an error
   phase 1  per subscription: image templates, locks (at and below), resource groups, role assignments
            (unfiltered, and atScope() for management-group and root ones), deny assignments, PIM
-           eligibilities, role definitions, user-assigned identities, galleries; the management-group and
-           root scopes those RBAC lists returned are kept as the subscription's ancestors
+           eligibilities, custom role definitions, user-assigned identities, galleries; once per run, the
+           built-in role definitions (tenant scope `/`: they are the same in every subscription); the
+           management-group and root scopes the RBAC lists returned are kept as the subscription's ancestors
   phase 2  what phase 1 points at: triggers per template, staging RGs not in the RG list, role
            definitions that were not listed (custom roles defined at a management group), identities and
            target galleries not listed (often in another subscription), image definitions and, outside the
@@ -24,27 +27,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    DecodeError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 
-from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
-from auditor.azure import ArmClients, ReadLimitExceeded, credential_error, read_budget
-from auditor.errors import CredentialError, EndpointError, SubscriptionError
+from auditor import DEFAULT_ARM_ENDPOINT, __version__, discover, ids
+from auditor.azure import ArmClients
+from auditor.errors import SubscriptionError
 from auditor.inventory import Template, parse_role_assignment, parse_template
 from auditor.limits import Limits
-from auditor.reads import GRACE_S, ReadRunner, connection_reason, http_failure
 from auditor.reads import Outcome as _Outcome
 from auditor.reads import Read as _Read
+from auditor.reads import ReadRunner
+from auditor.scope import ScopeSpec
 from auditor.snapshot import Snapshot
 from auditor.workers import DaemonPool
 
@@ -66,7 +62,7 @@ def _now() -> str:
 
 
 def collect(
-    subscriptions: list[str],
+    subscriptions: list[str] | ScopeSpec,
     credential: TokenCredential,
     *,
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT,
@@ -76,31 +72,35 @@ def collect(
     retry_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
 ) -> Snapshot:
-    """Read every subscription into a Snapshot (raw ARM documents plus the reads that failed).
+    """Read every subscription in scope into a Snapshot (raw ARM documents plus the reads that failed).
 
-    Raises SubscriptionError, EndpointError or CredentialError (exit 2) only for what makes the whole run
-    pointless; everything else is recorded in `snapshot.errors`, including reads that ran out of time (`limits`:
-    the run, each read, each request, each wait). `retry_options` are passed to the SDK's RetryPolicy (e.g.
+    `subscriptions` is a list of named subscriptions (`-s`) or a ScopeSpec (management groups, all subscriptions,
+    exclusions, Resource Graph; see auditor.scope). Raises SubscriptionError, EndpointError or CredentialError
+    (exit 2) only for what makes the whole run pointless; everything else is recorded in `snapshot.errors`,
+    including reads that ran out of time (`limits`: the run, each read, each request, each wait) and discovered
+    subscriptions that could not be read. `retry_options` are passed to the SDK's RetryPolicy (e.g.
     `retry_backoff_factor`); by default its own defaults apply, within the limits.
     """
-    subs = ids.subscription_ids(subscriptions)
-    if not subs:
+    spec = subscriptions if isinstance(subscriptions, ScopeSpec) else ScopeSpec(tuple(ids.subscription_ids(subscriptions)))
+    if not spec.subscriptions and not spec.discovers:
         raise SubscriptionError("no subscription to audit")
     limits = limits or Limits()
     run_deadline = time.monotonic() + limits.run_timeout_s
     say = progress or (lambda _msg: None)
     started = _now()
-    snap = Snapshot(subscriptions=subs)
     # Daemon workers: a read stuck on a socket never keeps a finished, timed-out or interrupted run alive.
     pool = DaemonPool(max_workers)
     try:
         with ArmClients(credential, arm_endpoint, connection_verify, retry_options, limits) as arm:
-            for sub in subs:
-                say(f"checking subscription {sub}")
-                _reach_subscription(arm, pool, sub, run_deadline)
-            collector = _Collector(arm, snap, ReadRunner(pool, arm.endpoint, limits, run_deadline), say)
-            collector.subscription_wide(subs)
-            collector.follow_references()
+            runner = ReadRunner(pool, arm.endpoint, limits, run_deadline)
+            scope, unreadable = discover.resolve(arm, spec, pool, runner, say)
+            snap = Snapshot(subscriptions=scope.audited)
+            for sub, f in unreadable:
+                snap.add_error(discover.SUBSCRIPTIONS_KIND, f"/subscriptions/{sub}", f.status, f.code, f.message)
+            if scope.audited:
+                collector = _Collector(arm, snap, runner, say)
+                collector.subscription_wide(scope.audited)
+                collector.follow_references()
             snap.meta = {
                 **snap.meta,  # notes the collector left (lists answered "none can exist")
                 "tool_version": __version__,
@@ -110,68 +110,20 @@ def collect(
                 "arm_calls": arm.counter.calls,
                 "throttled": arm.counter.throttled,
             }
+            if spec.discovers:
+                snap.meta["scope"] = scope.to_meta()
     finally:
         pool.shutdown()  # never waits for a worker still on a socket
     say(f"collected {sum(len(v) for v in snap.resources.values())} documents in {snap.meta['arm_calls']} ARM calls")
     return snap
 
 
-def _reach_subscription(arm: ArmClients, pool: DaemonPool, sub: str, run_deadline: float) -> None:
-    """Phase 0 on a worker, waited for against the wall clock: an endpoint that never answers is exit 2 in seconds."""
-    deadline = min(time.monotonic() + arm.limits.read_timeout_s, run_deadline)
-    task = pool.submit(_check_subscription, arm, sub, run_deadline)
-    try:
-        task.future.result(timeout=max(0.0, deadline - time.monotonic()) + GRACE_S)
-    except FutureTimeout:
-        pool.abandon(task)
-        raise EndpointError(
-            f"ARM endpoint {arm.endpoint} did not answer for subscription {sub} within {deadline_s(arm.limits):g} s"
-        ) from None
-    except BaseException:
-        pool.abandon(task)
-        raise
-
-
-def deadline_s(limits: Limits) -> float:
-    return min(limits.read_timeout_s, limits.run_timeout_s)
-
-
-def _check_subscription(arm: ArmClients, sub: str, run_deadline: float) -> None:
-    """GET the subscription: the one read whose failure ends the run with a clear message."""
-    try:
-        with read_budget(arm.limits, label=f"the GET of subscription {sub}", run_deadline=run_deadline):
-            # One retry, not the SDK's three: an endpoint that cannot be reached (refused, or a TLS handshake that
-            # never completes, which surfaces as a read timeout) should say so in seconds.
-            arm.subscriptions().subscriptions.get(sub, retry_connect=1, retry_read=1)
-    except ClientAuthenticationError as exc:
-        if exc.response is None:
-            raise credential_error(exc) from None
-        f = http_failure(exc)
-        raise CredentialError(
-            f"ARM at {arm.endpoint} rejected the credential's token (HTTP {f.status} {f.code}: {f.message})"
-        ) from None
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        reason = connection_reason(exc)
-        if "timed out" in reason:
-            lim = arm.limits
-            reason += f" (tried twice; {lim.connect_timeout_s:g} s to connect, {lim.socket_timeout_s:g} s to answer)"
-        raise EndpointError(f"cannot reach ARM endpoint {arm.endpoint}: {reason}") from None
-    except ReadLimitExceeded as exc:
-        raise EndpointError(f"ARM endpoint {arm.endpoint} failed for subscription {sub}: {exc}") from None
-    except DecodeError:
-        raise EndpointError(f"ARM endpoint {arm.endpoint} sent an unreadable answer for subscription {sub}") from None
-    except HttpResponseError as exc:
-        f = http_failure(exc)
-        if f.status in (400, 403, 404) or f.code in ("SubscriptionNotFound", "InvalidSubscriptionId"):
-            raise SubscriptionError(f"subscription {sub} was not found or is not visible to this credential ({f.code})") from None
-        raise EndpointError(
-            f"ARM endpoint {arm.endpoint} failed for subscription {sub}: HTTP {f.status} {f.code}: {f.message}"
-        ) from None
-
-
 def _rg_and_name(resource_id: str) -> tuple[str, str]:
     return ids.resource_group_of(resource_id) or "", ids.name_of(resource_id)
 
+
+BUILTIN_ROLES = "type eq 'BuiltInRole'"
+CUSTOM_ROLES = "type eq 'CustomRole'"
 
 # RBAC lists whose management-group and root entries say what is above a subscription.
 _ANCESTOR_KINDS = ("roleAssignments", "denyAssignments", "roleEligibilityScheduleInstances")
@@ -220,8 +172,8 @@ class _Collector:
             return
         self.recorded.add(key)
         self.snap.add_error(r.kind, r.scope, f.status, f.code, f.message)
-        if ids.scope_level(r.scope) == "subscription" and not r.single:
-            self.failed_lists.add((r.kind, ids.subscription_of(r.scope) or ""))
+        if ids.scope_level(r.scope) in ("subscription", "root") and not r.single:
+            self.failed_lists.add((r.kind, ids.subscription_of(r.scope) or ""))  # "" is the tenant-wide list
 
     def _list_failed(self, kind: str, resource_id: str) -> bool:
         return (kind, ids.subscription_of(resource_id) or "") in self.failed_lists
@@ -235,7 +187,13 @@ class _Collector:
     # ----------------------------------------------------------------------------------------- phase 1
 
     def subscription_wide(self, subs: list[str]) -> None:
-        reads = [r for sub in subs for r in self._subscription_reads(sub)]
+        # Built-in roles are the same everywhere, and ARM would repeat all of them (~500) in every subscription's
+        # list: read them once at `/`, and only custom roles per subscription.
+        auth = self.arm.authorization(subs[0])
+        builtin = _Read(
+            "roleDefinitions", "/", auth.role_definitions.list, ("/",), {"filter": BUILTIN_ROLES}, label="built-in roles"
+        )
+        reads = [builtin] + [r for sub in subs for r in self._subscription_reads(sub)]
         for r in reads:
             self.say(f"listing {r.label} in {ids.subscription_of(r.scope)}")
         self._record_ancestors(subs, self._run_all(reads))
@@ -296,7 +254,9 @@ class _Collector:
                 (scope,),
                 label="PIM eligibilities",
             ),
-            _Read("roleDefinitions", scope, auth.role_definitions.list, (scope,), label="role definitions"),
+            _Read(
+                "roleDefinitions", scope, auth.role_definitions.list, (scope,), {"filter": CUSTOM_ROLES}, label="custom roles"
+            ),
             _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities"),
             _Read("galleries", scope, compute.galleries.list, label="galleries"),
         ]
@@ -347,8 +307,9 @@ class _Collector:
                 rd_id, guid = ra.role_definition_id.strip(), ra.role_guid
                 if not guid or guid in listed or guid in wanted:
                     continue
-                # A failed list is already an error that covers its subscription; don't GET around it.
-                if self._list_failed("roleDefinitions", rd_id) or self._list_failed("roleDefinitions", ra.scope):
+                # A failed list is already an error that covers its subscription (the built-in list at `/`: every
+                # subscription); don't GET around it.
+                if any(self._list_failed("roleDefinitions", where) for where in (rd_id, ra.scope, "/")):
                     continue
                 wanted[guid] = rd_id
         reads = []

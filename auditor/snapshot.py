@@ -82,7 +82,11 @@ PERMISSIONS: dict[str, str] = {
     "userAssignedIdentities": "Microsoft.ManagedIdentity/userAssignedIdentities/read",
     "galleries": "Microsoft.Compute/galleries/read",
     "galleryImages": "Microsoft.Compute/galleries/images/read",
+    # Not a resource kind: a subscription found by --management-group / --all-subscriptions that could not be
+    # read. It is not audited, and its read error is an ERROR row of its own.
+    "subscriptions": "Microsoft.Resources/subscriptions/read",
 }
+ERROR_KINDS: tuple[str, ...] = (*KINDS, "subscriptions")
 
 
 ANCESTORS_KEY = "subscriptionAncestors"
@@ -208,8 +212,9 @@ class Snapshot:
         subs = data.get("subscriptions")
         if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
             raise SnapshotError(f'{source}: "subscriptions" must be a list of subscription IDs')
-        if not subs:
-            # An audit of nothing would exit 0 ("nothing failed"): a scheduled job must not pass that way.
+        if not subs and not data.get("errors"):
+            # An audit of nothing would exit 0 ("nothing failed"): a scheduled job must not pass that way. (A
+            # discovered scope whose every subscription failed to read has none, and exits 3 on its errors.)
             raise SnapshotError(f'{source}: "subscriptions" is empty: the snapshot audits nothing')
         if bad := next((s for s in subs if not ids.is_guid(s)), None):
             raise SnapshotError(f'{source}: "subscriptions" holds {bad!r}, which is not a subscription ID (a GUID)')
@@ -319,8 +324,8 @@ def _parse_error(e: Any, i: int, source: str) -> ReadError:
     where = f"{source}: errors[{i}]"
     if not isinstance(e, dict):
         raise SnapshotError(f"{where} must be an object")
-    if e.get("kind") not in KINDS:
-        raise SnapshotError(f"{where}: kind {e.get('kind')!r} is not one of {', '.join(KINDS)}")
+    if e.get("kind") not in ERROR_KINDS:
+        raise SnapshotError(f"{where}: kind {e.get('kind')!r} is not one of {', '.join(ERROR_KINDS)}")
     status = e.get("status")
     if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
         raise SnapshotError(f"{where}: status must be an HTTP status code or null")

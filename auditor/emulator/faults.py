@@ -6,7 +6,8 @@ Path faults (`*_paths`) apply to requests whose decoded path contains one of the
 
 ARM throttles reads per subscription (and principal) with a token bucket: 250 tokens, refilled at 25 per
 second; past it, 429 with `Retry-After` and `x-ms-ratelimit-remaining-subscription-reads`. Tenant-level
-paths share one bucket.
+paths share one bucket. Resource Graph has its own per-user quota: 15 queries per 5-second window (a bucket of
+15 refilled at 3 per second here), also only when `throttle` is on.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Faults:
     retry_after_s: int = 3600
     throttle_rate: float = 0.0  # share of requests answered 429 with Retry-After: 1 (transient throttling)
     reset_rate: float = 0.0  # share of requests whose connection is dropped without an answer
+    graph_burst: int = 15  # Resource Graph: queries per user per window
+    graph_refill_per_s: float = 3.0  # 15 per 5 s
     # Monotonic seconds for the throttle buckets; tests pass a fake clock so that whether a read is throttled
     # does not depend on how fast the machine is. Not part of equality: a clock is not a setting.
     clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
@@ -130,6 +133,17 @@ class FaultInjector:
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = self._buckets[key] = TokenBucket(self.faults.burst, self.faults.refill_per_s, self.faults.clock)
+            return bucket.take()
+
+    def graph_quota(self) -> ThrottleDecision | None:
+        """Resource Graph's per-user quota; None when throttling is off."""
+        if not self.faults.throttle:
+            return None
+        with self._lock:
+            bucket = self._buckets.get("<resourcegraph>")
+            if bucket is None:
+                bucket = TokenBucket(self.faults.graph_burst, self.faults.graph_refill_per_s, self.faults.clock)
+                self._buckets["<resourcegraph>"] = bucket
             return bucket.take()
 
     def server_error(self) -> int | None:

@@ -93,15 +93,27 @@ def _assignable_at(assignable: str, scope: str, ancestors: Ancestors | None) -> 
     return assignable.strip() == "/" or is_ancestor_or_self(assignable, scope, ancestors)
 
 
+_ROLE_CLAUSES = (
+    re.compile(r"^atscopeandbelow\(\s*\)$", re.IGNORECASE),
+    re.compile(r"^rolename\s+eq\s+'[^']*'$", re.IGNORECASE),
+    re.compile(r"^type\s+eq\s+'(customrole|builtinrole)'$", re.IGNORECASE),
+)
+
+
 def filter_role_definitions(
     docs: list[dict[str, Any]], scope: str, expression: str | None, ancestors: Ancestors | None = None
 ) -> list[dict[str, Any]]:
     """ARM's RoleDefinitions_List: the definitions "applicable at scope and above" (an assignable scope at or
     above the request scope: built-ins are assignable at `/`); `atScopeAndBelow()` adds those assignable only
     below it. A custom role assignable only at a resource group is therefore NOT listed at its subscription.
-    Also `roleName eq '...'` and `type eq 'CustomRole'` (case-insensitive); other filters are ignored. A role
-    assignable at a management group applies at a subscription only when `ancestors` puts the group above it."""
-    expression = expression or ""
+    Also `roleName eq '...'` and `type eq 'CustomRole'` / `type eq 'BuiltInRole'` (case-insensitive), joined with
+    ` and `; any other filter is a 400, so a filter the collector starts sending cannot pass unevaluated. A role
+    assignable at a management group applies at a subscription only when `ancestors` puts the group above it.
+    One document per role GUID: an estate may hold a built-in under several subscriptions' IDs."""
+    expression = (expression or "").strip()
+    clauses = [c.strip() for c in _AND.split(expression)] if expression else []
+    if any(not any(p.match(c) for p in _ROLE_CLAUSES) for c in clauses):
+        raise bad_request("InvalidFilterInQueryString", f"The filter '{expression}' is not supported for roleDefinitions.")
     below = "atscopeandbelow()" in expression.lower().replace(" ", "")
     out = [
         d
@@ -118,4 +130,11 @@ def filter_role_definitions(
     if role_type:
         wanted = role_type.group(1).lower()
         out = [d for d in out if str((d.get("properties") or {}).get("type", "")).lower() == wanted]
-    return out
+    seen: set[str] = set()
+    unique = []
+    for d in out:
+        guid = str(d.get("name") or d.get("id") or "").rsplit("/", 1)[-1].lower()
+        if guid not in seen:
+            seen.add(guid)
+            unique.append(d)
+    return unique

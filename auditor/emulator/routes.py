@@ -28,10 +28,12 @@ from .responses import (
     subscription_not_found,
 )
 from .store import ARM_TYPES, CHILD_KINDS, EXTENSION_KINDS, TYPED_KINDS, EstateStore
+from .tenant import is_descendants_path
 
 AUTH_MARK = "/providers/microsoft.authorization/"
 SKIP_KEYS = ("$skiptoken",)
 SUBSCRIPTION_READ = "Microsoft.Resources/subscriptions/read"
+DESCENDANTS_READ = "Microsoft.Management/managementGroups/descendants/read"
 GENERIC_READ = "*/read"
 
 # Not-found codes ARM uses for a missing extension resource.
@@ -79,6 +81,8 @@ class Router:
         idx = path.lower().rfind(AUTH_MARK)
         if idx >= 0:
             return self._extension(path[:idx] or "/", path[idx + len(AUTH_MARK) :].split("/"))
+        if (group := is_descendants_path(path)) is not None:
+            return Route(DESCENDANTS_READ, lambda req: self._descendants(req, group))
         segs = [s for s in path.split("/") if s]
         low = [s.lower() for s in segs]
         if low[:1] != ["subscriptions"]:
@@ -105,6 +109,11 @@ class Router:
         self._check_sub(sub)
         if not self.store.resource_group_known(sub, rg):
             raise resource_group_not_found(rg)
+
+    def _descendants(self, req: Request, group: str) -> Response:
+        if not self.store.tenant.has_group(group):
+            raise not_found("NotFound", f"The management group '{group}' was not found.")
+        return self._page(req, self.store.tenant.descendants(group))
 
     def _subscription(self, sub: str) -> Response:
         self._check_sub(sub)

@@ -25,16 +25,19 @@ from auditor.snapshot import Snapshot
 
 from .decoys import BlackHole, Decoy, DecoyHit
 from .faults import HTML, TRUNCATED, FaultInjector, Faults
+from .resourcegraph import evaluate as evaluate_query
 from .responses import ArmError, Response
 from .routes import GENERIC_READ, Request, Route, Router
 from .store import EstateStore
+from .tenant import Tenant
 from .transport import Handler, RequestRecord, Server
 
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
-# POSTs that only read. Resource Graph queries are reads; the emulator does not serve them, but must not
-# count them as write attempts. `listKeys` and friends return secrets and are refused like writes.
+# POSTs that only read: Resource Graph queries (answered over the estate, see resourcegraph.py). `listKeys` and
+# friends return secrets and are refused like writes.
 READ_ONLY_POSTS = ("/providers/microsoft.resourcegraph/resources",)
+RESOURCE_GRAPH_READ = "Microsoft.ResourceGraph/resources/read"
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL_S = 0.05  # how soon stop() is noticed by the accept loop
 _ANONYMOUS_OID = str(uuid.uuid5(uuid.NAMESPACE_URL, "aib-audit-emulator:client"))
@@ -65,8 +68,9 @@ class Emulator:
 
     def __init__(self, estate: dict[str, Any] | Snapshot, page_size: int = 100, faults: Faults | None = None) -> None:
         snapshot = estate if isinstance(estate, Snapshot) else Snapshot.from_dict(estate, source="estate")
+        tenant = Tenant.from_estate(estate.get("tenant") if isinstance(estate, dict) else None)
         self.faults = faults or Faults()
-        self._router = Router(EstateStore(snapshot), page_size)
+        self._router = Router(EstateStore(snapshot, tenant), page_size)
         self._injector = FaultInjector(self.faults)
         self._lock = threading.Lock()
         self._seq = 0
@@ -196,7 +200,9 @@ class Emulator:
             if record.status == 429:
                 self._throttled += 1
 
-    def handle(self, method: str, path: str, params: dict[str, str], authorization: str) -> tuple[Response, bool]:
+    def handle(
+        self, method: str, path: str, params: dict[str, str], authorization: str, body: bytes = b""
+    ) -> tuple[Response, bool]:
         """Answer one request. Returns the response and whether it was a refused write."""
         self._injector.delay()
         if method in WRITE_METHODS and not (method == "POST" and norm(path) in READ_ONLY_POSTS):
@@ -207,17 +213,19 @@ class Emulator:
         if injector.on_path("hang_paths", path):
             return Response(0, delivery="hang"), False
         try:
-            response = self._read(method, path, params, authorization)
+            response = self._read(method, path, params, authorization, body)
         except ArmError as err:
             response = err.to_response()
         if injector.on_path("drip_paths", path):
             response.delivery = "drip"
         return response, False
 
-    def _read(self, method: str, path: str, params: dict[str, str], authorization: str) -> Response:
+    def _read(self, method: str, path: str, params: dict[str, str], authorization: str, body: bytes = b"") -> Response:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthenticated(authorization)
+        if method == "POST":  # an allow-listed read-only POST: a Resource Graph query
+            return self._query(path, params, authorization, body)
         throttle = self._injector.throttle(path)
         rate_headers: dict[str, str] = {}
         if throttle is not None:
@@ -245,8 +253,6 @@ class Emulator:
         status = self._injector.server_error()
         if status is not None:
             raise _server_error(status, rate_headers)
-        if method == "POST":  # an allow-listed read-only POST
-            raise ArmError(400, "NotSupportedByEmulator", f"The emulator does not serve POST {path}.", rate_headers)
         route, route_error = self._route(path)
         forbidden = self._injector.forbidden_scope(path)
         if forbidden is not None:
@@ -274,6 +280,31 @@ class Emulator:
             return response  # not a list page
         body["nextLink"] = self._router.page_link(request, self.decoy.endpoint if foreign else self.endpoint)
         return Response(200, json.dumps(body, separators=(",", ":")).encode(), response.headers, response.content_type)
+
+    def _query(self, path: str, params: dict[str, str], authorization: str, body: bytes) -> Response:
+        """Resource Graph: its own per-user quota (about 15 queries per 5 s), then the query over the estate."""
+        quota = self._injector.graph_quota()
+        headers: dict[str, str] = {}
+        if quota is not None:
+            headers = {"x-ms-user-quota-remaining": str(quota.remaining), "x-ms-user-quota-resets-after": "00:00:05"}
+            if not quota.allowed:
+                raise ArmError(
+                    429,
+                    "RateLimiting",
+                    "Please provide below info when asking for support: ... Client application has been throttled and "
+                    "should not attempt to repeat the request until an amount of time has elapsed.",
+                    {**headers, "Retry-After": str(quota.retry_after_s)},
+                )
+        if not Request(path, params).param("api-version"):
+            raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required.")
+        if self._injector.forbidden_scope(path) is not None:
+            raise _forbidden(authorization, RESOURCE_GRAPH_READ, path, headers)
+        status = self._injector.server_error()
+        if status is not None:
+            raise _server_error(status, headers)
+        response = evaluate_query(body, self._router.store.typed_resources)
+        response.headers.update(headers)
+        return response
 
     def _route(self, path: str) -> tuple[Route | None, ArmError | None]:
         try:

@@ -16,6 +16,8 @@ from typing import Any
 from auditor.ids import norm, norm_ancestors, owner_scope_of_extension, resource_group_id, subscription_of
 from auditor.snapshot import Snapshot
 
+from .tenant import Tenant
+
 # Resource types routed as `/subscriptions/{s}[/resourceGroups/{rg}]/providers/{ns}/{type}[/{name}]`.
 TYPED_KINDS: dict[str, str] = {
     "microsoft.virtualmachineimages/imagetemplates": "imageTemplates",
@@ -70,7 +72,8 @@ def _scope_of(kind: str, doc: dict[str, Any]) -> str:
 
 
 class EstateStore:
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, tenant: Tenant | None = None) -> None:
+        self.tenant = tenant or Tenant()
         self._docs: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in snapshot.resources.items()}
         self._by_id: dict[tuple[str, str], dict[str, Any]] = {}
         self._by_sub: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -86,6 +89,8 @@ class EstateStore:
         self.ancestors: dict[str, frozenset[str]] = norm_ancestors(snapshot.subscription_ancestors)
         for sub in snapshot.subscriptions:
             self._add_sub(sub)
+        for entry in self.tenant.subscriptions.values():
+            self._add_sub(entry.subscription_id)
         for kind, docs in self._docs.items():
             for doc in docs:
                 self._index(kind, doc)
@@ -136,11 +141,12 @@ class EstateStore:
 
     def subscription_doc(self, sub: str) -> dict[str, Any]:
         spelled = self._subs[sub.lower()]
+        entry = self.tenant.subscriptions.get(sub.lower())
         return {
             "id": f"/subscriptions/{spelled}",
             "subscriptionId": spelled,
-            "displayName": f"Emulated subscription {spelled}",
-            "state": "Enabled",
+            "displayName": entry.display_name if entry else f"Emulated subscription {spelled}",
+            "state": entry.state if entry else "Enabled",
             "tenantId": self.tenant_id,
             "authorizationSource": "RoleBased",
             "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01"},
@@ -179,3 +185,7 @@ class EstateStore:
 
     def all(self, kind: str) -> list[dict[str, Any]]:
         return list(self._docs.get(kind, []))
+
+    def typed_resources(self) -> list[dict[str, Any]]:
+        """Every typed resource (what Resource Graph's `resources` table holds of this estate)."""
+        return [doc for kind in TYPED_KINDS.values() for doc in self._docs.get(kind, [])]

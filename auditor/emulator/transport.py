@@ -122,11 +122,11 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         emulator = self.server.emulator
         seq = emulator._arrive()
-        self._drain_body()
+        body = self._read_body()
         raw_path, _, raw_query = self.path.partition("?")
         path = clean_path(raw_path)
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
-        response, refused = emulator.handle(self.command, path, params, self.headers.get("Authorization", ""))
+        response, refused = emulator.handle(self.command, path, params, self.headers.get("Authorization", ""), body)
         if self.command == "HEAD" and response.status == 200:
             response = Response(204, b"", response.headers, response.content_type)
         # Record before answering: a caller that reads the log right after its call must see this request.
@@ -145,14 +145,19 @@ class Handler(BaseHTTPRequestHandler):
             self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
 
-    def _drain_body(self) -> None:
-        """Read any request body so the keep-alive connection stays in step."""
+    def _read_body(self, keep: int = 1 << 20) -> bytes:
+        """Read any request body (so the keep-alive connection stays in step); keep up to `keep` bytes of it (a
+        Resource Graph query's JSON)."""
         length = int(self.headers.get("Content-Length") or 0)
+        kept = bytearray()
         while length > 0:
             chunk = self.rfile.read(min(length, 65536))
             if not chunk:
                 break
             length -= len(chunk)
+            if len(kept) < keep:
+                kept += chunk[: keep - len(kept)]
+        return bytes(kept)
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status, http.HTTPStatus(response.status).phrase)
