@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,11 +23,12 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from auditor import DEFAULT_ARM_ENDPOINT, __version__, ids
+from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.errors import Interrupted, UsageError
 from auditor.limits import Limits
 from auditor.output import check_writable, emit
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, render
+from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
 from auditor.sources import acquire
 from auditor.textsafe import one_line, visible
 
@@ -95,23 +97,43 @@ class AuditOptions:
     read_timeout: float | None = None  # --read-timeout: one read, with its pages, retries and waits
     connect_timeout: float | None = None  # --connect-timeout: one request's connect and TLS handshake
     limits: Limits = field(default_factory=Limits)  # set by validate() from the three above
+    management_groups: list[str] = field(default_factory=list)
+    all_subscriptions: bool = False
+    exclude_subscriptions: list[str] = field(default_factory=list)
+    resource_graph: bool = True
     source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
+    scope: ScopeSpec | None = None  # the live scope, set by validate()
 
 
-def validate(opts: AuditOptions) -> None:
-    """Exactly one source, and no option that the chosen source would silently ignore."""
-    given = [
-        name for name, on in (("--subscription", opts.subscriptions), ("--demo", opts.demo), ("--snapshot", opts.snapshot)) if on
-    ]
-    if not given:
-        raise UsageError("say what to audit: --subscription ID (live), --demo (bundled sample) or --snapshot FILE")
+def validate(opts: AuditOptions, environ: Mapping[str, str] | None = None) -> None:
+    """Exactly one source, and no option that the chosen source would silently ignore.
+
+    Live scope: --subscription, --management-group, --all-subscriptions (any mix), narrowed by
+    --exclude-subscription; with none of them and neither --demo nor --snapshot, AZURE_SUBSCRIPTION_ID.
+    """
+    live = bool(opts.subscriptions or opts.management_groups or opts.all_subscriptions)
+    given = [name for name, on in (("a live scope", live), ("--demo", opts.demo), ("--snapshot", opts.snapshot)) if on]
     if len(given) > 1:
-        raise UsageError(f"give only one of --subscription, --demo and --snapshot (got {' and '.join(given)})")
-    opts.source = "live" if opts.subscriptions else "demo" if opts.demo else "snapshot"
-    opts.subscriptions = ids.subscription_ids(opts.subscriptions)
+        raise UsageError(f"give only one of a live scope ({SCOPE_FLAGS}), --demo and --snapshot (got {' and '.join(given)})")
+    if opts.demo or opts.snapshot:
+        live_only = (("--exclude-subscription", opts.exclude_subscriptions), ("--no-resource-graph", not opts.resource_graph))
+        for flag, on in live_only:
+            if on:
+                raise UsageError(f"{flag} only applies to a live scope ({SCOPE_FLAGS})")
+    else:
+        opts.scope = scope_spec(
+            opts.subscriptions,
+            opts.management_groups,
+            opts.all_subscriptions,
+            opts.exclude_subscriptions,
+            opts.resource_graph,
+            os.environ if environ is None else environ,
+        )
+    opts.source = "live" if opts.scope is not None else "demo" if opts.demo else "snapshot"
+    opts.subscriptions = list(opts.scope.subscriptions) if opts.scope is not None else []
     if opts.arm_endpoint is not None:
-        if not opts.subscriptions:
-            raise UsageError("--arm-endpoint only applies to --subscription")
+        if opts.scope is None:
+            raise UsageError("--arm-endpoint only applies to a live scope")
         from auditor.azure import normalize_endpoint  # imports the Azure SDKs: only on the live path
 
         opts.arm_endpoint = normalize_endpoint(opts.arm_endpoint)
@@ -274,11 +296,27 @@ def audit(
             help=f"Time limit to connect to ARM and finish the TLS handshake (default {Limits.connect_timeout_s:g}).",
         ),
     ] = None,
+    management_group: Annotated[
+        list[str] | None,
+        typer.Option("--management-group", metavar="MG", help="Audit every subscription below this group (repeatable)."),
+    ] = None,
+    all_subscriptions: Annotated[
+        bool, typer.Option("--all-subscriptions", help="Audit every Enabled subscription the credential can list.")
+    ] = False,
+    exclude_subscription: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-subscription", metavar="SUB", help="Leave out of a discovered scope (repeatable)."),
+    ] = None,
+    no_resource_graph: Annotated[
+        bool,
+        typer.Option("--no-resource-graph", help="Read every discovered subscription through ARM; skip Resource Graph."),
+    ] = False,
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
 ) -> None:
-    """Audit VM Image Builder templates: exactly one of --subscription, --demo or --snapshot."""
+    """Audit VM Image Builder templates: a live scope (--subscription, --management-group, --all-subscriptions or
+    AZURE_SUBSCRIPTION_ID), --demo or --snapshot."""
     opts = AuditOptions(
         subscriptions=list(subscription or []),
         demo=demo,
@@ -299,12 +337,17 @@ def audit(
         timeout=timeout,
         read_timeout=read_timeout,
         connect_timeout=connect_timeout,
+        management_groups=list(management_group or []),
+        all_subscriptions=all_subscriptions,
+        exclude_subscriptions=list(exclude_subscription or []),
+        resource_graph=not no_resource_graph,
     )
     if ctx.invoked_subcommand is not None:
         # `aib-audit --demo checks` is ambiguous: refuse rather than silently drop the audit options.
         given = (snapshot, snapshot_out, output, arm_endpoint, check, skip_check, policy, exceptions, baseline, report)
         timed = any(v is not None for v in (timeout, read_timeout, connect_timeout))
-        if opts.subscriptions or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed:
+        scope_given = opts.subscriptions or management_group or all_subscriptions or exclude_subscription or no_resource_graph
+        if scope_given or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed:
             raise UsageError(f"audit options cannot be combined with the '{ctx.invoked_subcommand}' command")
         return
     try:

@@ -123,6 +123,7 @@ class ScopeResult:
     discovery: str = EXPLICIT
     notes: list[str] = field(default_factory=list)
     resource_graph_queries: int = 0
+    found: int = 0  # every subscription the scope flags reach: named, discovered, skipped (excluded, not Enabled)
     names: dict[str, str] = field(default_factory=dict)  # subscription -> display name, where discovery saw one
 
     def skip(self, sub: str, reason: str) -> None:
@@ -138,7 +139,7 @@ class ScopeResult:
             "all_subscriptions": self.spec.all_subscriptions,
             "resource_graph": self.spec.resource_graph,
             "named": list(self.named),
-            "in_scope": len(self.named) + len(self.discovered),
+            "in_scope": self.found,
             "audited": list(self.audited),
             "unreadable": list(self.unreadable),
             "skipped_empty": empty,
@@ -207,5 +208,6 @@ def plan_discovered(
             continue
         candidates.append(sub)
     result.discovered = candidates
+    result.found = len(named) + len(candidates) + len(result.skipped)
     result.discovery = ARM if spec.discovers else EXPLICIT
     return result

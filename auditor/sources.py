@@ -45,8 +45,8 @@ def collect_live(opts: AuditOptions) -> Snapshot:
     credential = default_credential()
     try:
         with progress_display() as progress:
-            return collect(
-                opts.subscriptions,
+            snap = collect(
+                opts.scope or opts.subscriptions,
                 credential,
                 arm_endpoint=opts.arm_endpoint,
                 connection_verify=True,  # the system CA store, or REQUESTS_CA_BUNDLE as Azure users expect
@@ -54,6 +54,8 @@ def collect_live(opts: AuditOptions) -> Snapshot:
                 progress=progress,
                 limits=opts.limits,
             )
+            opts.subscriptions = list(snap.subscriptions)  # what was audited: named and discovered
+            return snap
     finally:
         credential.close()
 

@@ -21,6 +21,14 @@ Schema (version "1"), in JSON-schema-like notation:
         }],
         "collection_notes": [string],           # error answers taken as "none can exist", e.g. no PIM
                                                 # without Entra ID P2 (AadPremiumLicenseRequired)
+        "scope": null | {                       # only for --management-group / --all-subscriptions
+            "discovery": "arm" | "resource-graph",   # how the subscriptions to read were chosen
+            "management_groups": [string], "all_subscriptions": bool, "resource_graph": bool,
+            "named": [string], "in_scope": integer, "audited": [string], "unreadable": [string],
+            "skipped_empty": [string],          # Resource Graph found nothing to audit there
+            "skipped": [{"subscription": string, "name": string, "reason": string}],
+            "resource_graph_queries": integer, "notes": [string]
+        },
         "exit_code": 0 | 1 | 3,                 # 0 nothing failed (at or above fail_on), 1 a FAIL, 3 incomplete
         "fail_on": "critical" | "high" | "medium" | "low" | "info",   # the lowest severity that sets exit 1
         "fail_on_new": boolean,                 # only new or regressed FAILs set exit 1
@@ -152,6 +160,8 @@ def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
             "checks": sorted(c.meta.id for c in result.checks),
             "failed_reads": [jsonable(e) for e in result.inventory.errors],
             "collection_notes": [str(n) for n in result.inventory.meta.get("notes", [])],
+            # --management-group / --all-subscriptions: which discovery was used, what was skipped and why
+            "scope": result.inventory.meta.get("scope"),
             "exit_code": run.exit_code,
             "fail_on": run.fail_on,
             "fail_on_new": run.fail_on_new,
