@@ -127,3 +127,9 @@ def read_lines(stream: IO[str], count: int, timeout_s: float = 30.0) -> list[str
             pytest.fail(f"the child closed its output after {len(got)} of {count} lines: {got!r}")
         got.append(line)
     return got
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AZURE_SUBSCRIPTION_ID is a scope when no flag gives one: a developer's shell must not change what tests see."""
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)

@@ -168,7 +168,7 @@ BAD_INPUTS = {
     "endpoint with a path": (lambda t: ["--subscription", SUB, "--arm-endpoint", "https://x.example/api"], ["--arm-endpoint"]),
     "endpoint without subscription": (
         lambda t: ["--snapshot", str(write_snapshot(t / "s.json")), "--arm-endpoint", "https://management.azure.com"],
-        ["--arm-endpoint only applies to --subscription"],
+        ["--arm-endpoint only applies to a live scope"],
     ),
     "snapshot-out with snapshot": (
         lambda t: ["--snapshot", str(write_snapshot(t / "s.json")), "--snapshot-out", str(t / "o.json")],

@@ -248,6 +248,7 @@ def test_json_has_schema_run_metadata_scores_and_findings() -> None:
         "checks": LOCK_CHECKS,
         "failed_reads": [],
         "collection_notes": [],
+        "scope": None,  # only a discovered scope (--management-group, --all-subscriptions) says how it was found
         "exit_code": 1,
         "fail_on": "info",
         "fail_on_new": False,
