@@ -8,6 +8,7 @@ with and without templates, a Disabled one, and faults for an unreadable subscri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,3 +283,43 @@ def test_the_emulator_refuses_a_query_it_does_not_understand(emulator: StartEmul
             client.resources(QueryRequest(subscriptions=tenant.holders, query="resources | summarize count() by type"))
         ok = client.resources(QueryRequest(subscriptions=tenant.holders, query=resourcegraph.QUERY))
         assert ok.total_records == 6
+
+
+# --------------------------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.e2e
+def test_the_cli_audits_a_management_group_and_says_how_in_json(tmp_path: Path, tenant: TenantEstate) -> None:
+    """The installed script over `--management-group`: an unreadable subscription is one ERROR row and exit 3."""
+    from tests.test_cli import _script, _script_env, _stand_in_az
+
+    token = '{"accessToken": "stand-in-token", "expires_on": 9999999999, "tokenType": "Bearer"}'
+    env = _script_env(_stand_in_az(tmp_path, f"echo '{token}'\n"))
+    hidden = tenant.others[1]
+    with Emulator(tenant.estate, faults=Faults(forbidden_scopes=(f"/subscriptions/{hidden}",))) as emu:
+        env["REQUESTS_CA_BUNDLE"] = emu.ca_bundle
+        args = ["--management-group", "landing-zones", "--no-resource-graph", "--arm-endpoint", emu.endpoint, "-f", "json"]
+        proc = _script(args, env)
+        writes = emu.writes
+    assert (proc.returncode, proc.stderr, writes) == (3, "", [])
+    run_meta = json.loads(proc.stdout)["run"]
+    assert run_meta["scope"]["discovery"] == "arm" and run_meta["scope"]["unreadable"] == [hidden]
+    assert hidden not in run_meta["subscriptions"] and run_meta["subscriptions"]
+    errors = [f for f in json.loads(proc.stdout)["findings"] if f["status"] == "ERROR"]
+    assert len(errors) == 1 and hidden in errors[0]["detail"]
+
+
+@pytest.mark.e2e
+def test_the_cli_takes_azure_subscription_id_when_no_scope_flag_is_given(tmp_path: Path, tenant: TenantEstate) -> None:
+    from tests.test_cli import _script, _script_env, _stand_in_az
+
+    token = '{"accessToken": "stand-in-token", "expires_on": 9999999999, "tokenType": "Bearer"}'
+    env = _script_env(_stand_in_az(tmp_path, f"echo '{token}'\n"))
+    with Emulator(tenant.estate) as emu:
+        env["REQUESTS_CA_BUNDLE"] = emu.ca_bundle
+        env["AZURE_SUBSCRIPTION_ID"] = tenant.holders[0]
+        proc = _script(["--arm-endpoint", emu.endpoint, "-f", "json"], env)
+        del env["AZURE_SUBSCRIPTION_ID"]
+        missing = _script(["--arm-endpoint", emu.endpoint], env)
+    assert proc.stderr == "" and json.loads(proc.stdout)["run"]["subscriptions"] == [tenant.holders[0]]
+    assert missing.returncode == 2 and "AZURE_SUBSCRIPTION_ID" in missing.stderr and len(missing.stderr.splitlines()) == 1
