@@ -235,6 +235,17 @@ def test_built_in_roles_are_read_once_and_custom_roles_per_subscription(emulator
     assert inv.role_assignments and all(inv.role_definition(a.role_definition_id) for a in inv.role_assignments)
 
 
+def test_a_failed_built_in_role_list_makes_every_least_privilege_finding_error(
+    emulator: StartEmulator, tenant: TenantEstate
+) -> None:
+    emu = emulator(tenant.estate, faults=Faults(forbidden_scopes=("/providers/Microsoft.Authorization/roleDefinitions",)))
+    snap = run(emu, tenant.holders)
+    assert [(e.kind, e.scope, e.status) for e in snap.errors] == [("roleDefinitions", "/", 403)]
+    assert not [r for r in emu.requests if "/roledefinitions/" in r.path.lower()], "no GET around the failed list"
+    result = run_audit(build_inventory(snap), select_checks(["AIB-LP-001", "AIB-LP-004"]))
+    assert {f.status for f in result.findings} == {Status.ERROR} and exit_code_for(result) == 3
+
+
 def test_the_emulator_refuses_a_role_definition_filter_it_does_not_know(emulator: StartEmulator, tenant: TenantEstate) -> None:
     emu = emulator(tenant.estate)
     with ArmClients(StaticTokenCredential(), emu.endpoint, emu.ca_bundle) as arm:
