@@ -386,7 +386,12 @@ def serve(
 
     if host not in (LOOPBACK, "localhost"):
         raise UsageError(f"the emulator binds 127.0.0.1 only, not {host!r}")
-    emulator = Emulator(Snapshot.load(estate_path), page_size=page_size, faults=faults)
+    snapshot = Snapshot.load(estate_path)  # validated, with one-line errors (exit 2)
+    estate: dict[str, Any] | Snapshot = snapshot
+    raw = json.loads(Path(estate_path).read_text(encoding="utf-8"))
+    if isinstance(raw, dict) and raw.get("tenant") is not None:  # management groups and subscription states
+        estate = {**snapshot.to_dict(), "tenant": raw["tenant"]}
+    emulator = Emulator(estate, page_size=page_size, faults=faults)
     emulator.start(port)
     hole = BlackHole() if black_hole else None
     try:
