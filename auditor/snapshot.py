@@ -212,9 +212,12 @@ class Snapshot:
         subs = data.get("subscriptions")
         if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
             raise SnapshotError(f'{source}: "subscriptions" must be a list of subscription IDs')
-        if not subs and not data.get("errors"):
+        raw_errors = data.get("errors")
+        listed_errors = raw_errors if isinstance(raw_errors, list) else []
+        unreadable = [e for e in listed_errors if isinstance(e, dict) and e.get("kind") == "subscriptions"]
+        if not subs and not unreadable:
             # An audit of nothing would exit 0 ("nothing failed"): a scheduled job must not pass that way. (A
-            # discovered scope whose every subscription failed to read has none, and exits 3 on its errors.)
+            # discovered scope whose every subscription failed to read has none, and exits 3 on those errors.)
             raise SnapshotError(f'{source}: "subscriptions" is empty: the snapshot audits nothing')
         if bad := next((s for s in subs if not ids.is_guid(s)), None):
             raise SnapshotError(f'{source}: "subscriptions" holds {bad!r}, which is not a subscription ID (a GUID)')

@@ -334,3 +334,13 @@ def test_the_cli_takes_azure_subscription_id_when_no_scope_flag_is_given(tmp_pat
         missing = _script(["--arm-endpoint", emu.endpoint], env)
     assert proc.stderr == "" and json.loads(proc.stdout)["run"]["subscriptions"] == [tenant.holders[0]]
     assert missing.returncode == 2 and "AZURE_SUBSCRIPTION_ID" in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+def test_a_scope_whose_every_subscription_was_unreadable_loads_and_exits_3() -> None:
+    sub = b.guid("unreadable")
+    error = {"kind": "subscriptions", "scope": f"/subscriptions/{sub}", "status": 403, "code": "AuthorizationFailed"}
+    snap = Snapshot.from_dict(b.snapshot([], {}, errors=[{**error, "message": "no", "permission": ""}]))
+    result = run_audit(build_inventory(snap), select_checks())
+    assert exit_code_for(result) == 3 and [f.status for f in result.extra_errors] == [Status.ERROR]
+    with pytest.raises(UsageError, match="audits nothing"):
+        Snapshot.from_dict(b.snapshot([], {}))
