@@ -8,6 +8,7 @@ with and without templates, a Disabled one, and faults for an unreadable subscri
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -213,9 +214,10 @@ def test_resource_graph_quota_429_is_waited_out(emulator: StartEmulator, tenant:
     from auditor.discover import _graph_send
 
     emu = emulator(tenant.estate, faults=Faults(throttle=True, graph_burst=1, graph_refill_per_s=1.0))
+    run_deadline = time.monotonic() + 60
     with ArmClients(StaticTokenCredential(), emu.endpoint, emu.ca_bundle) as arm:
-        first = _graph_send(arm, tenant.holders, None)
-        second = _graph_send(arm, tenant.holders, None)  # the quota is spent: 429 with Retry-After 1, then answered
+        first = _graph_send(arm, run_deadline, tenant.holders, None)
+        second = _graph_send(arm, run_deadline, tenant.holders, None)  # the quota is spent: 429 with Retry-After 1, then answered
     assert first["totalRecords"] == second["totalRecords"] == 6
     assert [r.status for r in emu.requests if r.method == "POST"][:3] == [200, 429, 200]
 
