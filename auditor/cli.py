@@ -47,6 +47,9 @@ class ReportFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+    sarif = "sarif"
+    html = "html"
+    markdown = "markdown"
 
 
 class FailOn(StrEnum):  # reports.FAIL_ON_LEVELS, as typer wants it (an Enum); a test keeps the two equal

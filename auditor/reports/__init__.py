@@ -1,4 +1,5 @@
-"""Reports: the audit result rendered as a terminal table, a CSV for reviewers, or JSON for pipelines.
+"""Reports: the audit result as a terminal table, a CSV for reviewers, JSON for pipelines, SARIF for code scanning,
+HTML to share with a reviewer, or a Markdown summary for a CI job page.
 
 Every renderer is a pure function `(AuditResult, RunInfo) -> str`; the CLI decides where the text goes.
 """
@@ -27,7 +28,7 @@ EXIT_MEANINGS: dict[int, str] = {
     EXIT_INTERNAL: "internal error in aib-audit (a bug)",
 }
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "sarif", "html", "markdown")
 STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS, Status.NA)
 
 # `--fail-on LEVEL`: a FAIL of this severity or above sets exit 1. No check is `critical` (the catalog's
@@ -132,4 +133,16 @@ def render(fmt: str, result: AuditResult, run: RunInfo, *, color: bool = False, 
         from auditor.reports.table import render_table
 
         return render_table(result, run, color=color, width=width)
+    if fmt == "sarif":
+        from auditor.reports.sarif import render_sarif
+
+        return render_sarif(result, run)
+    if fmt == "html":
+        from auditor.reports.html import render_html
+
+        return render_html(result, run)
+    if fmt == "markdown":
+        from auditor.reports.markdown import render_markdown
+
+        return render_markdown(result, run)
     raise ValueError(f"unknown report format {fmt!r}")
