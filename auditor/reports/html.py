@@ -87,7 +87,8 @@ class Bar:
 
     @property
     def summary(self) -> str:
-        return " · ".join(f"{self.counts[str(s)]} {s}" for s in CHART_STATUSES)
+        parts = [f"{self.counts[str(s)]} {s}" for s in CHART_STATUSES if self.counts[str(s)]]
+        return " · ".join(parts) or "no findings"
 
 
 @dataclass
