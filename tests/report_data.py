@@ -74,9 +74,10 @@ def error_result() -> AuditResult:
     """Two templates; the locks of one RG cannot be read (ERROR rows) and one subscription's template list failed
     (a row of its own, belonging to no template)."""
     other = "11111111-2222-3333-4444-555555555555"
+    denied = {"status": 403, "code": "AuthorizationFailed", "message": "denied"}
     errors = [
-        {"kind": "locks", "scope": b.rg_id(SUB, "rg-win"), "status": 403, "code": "AuthorizationFailed", "message": "denied"},
-        {"kind": "imageTemplates", "scope": f"/subscriptions/{other}", "status": 403, "code": "AuthorizationFailed", "message": "no"},
+        {"kind": "locks", "scope": b.rg_id(SUB, "rg-win"), **denied},
+        {"kind": "imageTemplates", "scope": f"/subscriptions/{other}", **denied},
     ]
     linux = b.template(SUB, "RG-Images", "tpl-linux", location="westeurope")
     win = b.template(SUB, "rg-win", "tpl-win", location="northeurope")

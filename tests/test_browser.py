@@ -98,7 +98,9 @@ def test_filter_from_the_url_narrows_every_table(demo_report: DemoReport) -> Non
     result = demo_result()
     fail = first(result, Status.FAIL, "AIB-LP-001", principal=True)
     template = fail.template_id.rsplit("/", 1)[-1]
-    expected = sum(1 for f in result.findings if f.status == Status.FAIL and f.check_id == "AIB-LP-001" and f.template_id == fail.template_id)
+    expected = sum(
+        1 for f in result.findings if f.status == Status.FAIL and f.check_id == "AIB-LP-001" and f.template_id == fail.template_id
+    )
     url = demo_report.html.as_uri() + "#q=" + quote(f"{template} AIB-LP-001")
     dom = chromium(demo_report.tmp / "profile", "--dump-dom", url)
     assert 'data-filtered="yes"' in dom
@@ -106,7 +108,8 @@ def test_filter_from_the_url_narrows_every_table(demo_report: DemoReport) -> Non
     assert expected < demo_report.summary["FAIL"]
     # the other templates' groups are hidden, this one is not
     tpl_groups = re.findall(r"<details class=\"grp tpl\"([^>]*)>\s*<summary data-gh=\"\"><b>([^<]+)</b>", dom)
-    assert len(tpl_groups) == len(result.templates) and all(("hidden" in attrs) == (name != template) for attrs, name in tpl_groups)
+    assert len(tpl_groups) == len(result.templates)
+    assert all(("hidden" in attrs) == (name != template) for attrs, name in tpl_groups)
 
 
 def test_screenshot_reads_well(demo_report: DemoReport) -> None:

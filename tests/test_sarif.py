@@ -54,7 +54,8 @@ def test_one_rule_per_check_with_help_and_security_severity() -> None:
     assert by_id["AIB-LOCK-001"]["properties"]["security-severity"] == "5.5"
     assert by_id["AIB-LOCK-002"]["properties"]["security-severity"] == "3.0"
     assert "security-severity" not in by_id["AIB-OPS-001"]["properties"]
-    assert "security" in by_id["AIB-LP-001"]["properties"]["tags"] and "security" not in by_id["AIB-OPS-001"]["properties"]["tags"]
+    assert "security" in by_id["AIB-LP-001"]["properties"]["tags"]
+    assert "security" not in by_id["AIB-OPS-001"]["properties"]["tags"]
     assert by_id["AIB-LP-001"]["defaultConfiguration"]["level"] == "error"
     assert by_id["AIB-LOCK-001"]["defaultConfiguration"]["level"] == "warning"
     assert by_id["AIB-LOCK-002"]["defaultConfiguration"]["level"] == "note"
