@@ -5,7 +5,8 @@ behaviour switched on (50 ms latency per request, the per-subscription read buck
 with Retry-After past it), and a fresh child process collects it through the real collector (SDK clients,
 StaticTokenCredential, TLS against the emulator's CA) and audits it with every check. The emulator runs in this
 process, the auditor in the child, so the child's memory is the auditor's alone. Then the RBAC engine is timed on
-its own (tests.perf_rbac.measure: LP checks over 1,000 templates x 10,000 assignments).
+its own (tests.perf_rbac.measure: LP checks over 1,000 templates x 10,000 assignments), and the report formats at
+1,000 templates (tests.bench_reports: render time and size of each, the HTML report's load time in Chromium).
 
 A last row audits a modest estate twice, clean and through a fault mix (transient 429s with Retry-After: 1, 5xx
 and dropped connections, as ARM has bad minutes): the findings must be identical, and the row reports the time
@@ -398,7 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"auditing a tenant of {subs:,} subscriptions, {holders} with {per} templates each ...", flush=True)
     tenant_rows = [measure_tenant(subs, holders, per)]
     print(f"  {asdict(tenant_rows[0])}", flush=True)
-    text = report(rows, mix, rbac, started, time.perf_counter() - t0, tenant_rows)
+    from tests import bench_reports
+
+    print("rendering every report format for 1,000 templates ...", flush=True)
+    reports = bench_reports.section(bench_reports.measure())
+    text = report(rows, mix, rbac, started, time.perf_counter() - t0, tenant_rows) + "\n" + "\n".join(reports)
     OUT.write_text(text, encoding="utf-8")
     print()
     print("\n".join(collection_table(rows)))

@@ -131,3 +131,12 @@ def test_markup_in_arm_text_does_not_run(tmp_path: Path) -> None:
     assert 'data-ready="yes"' in body and "data-pwned" not in body  # our script ran; the injected one did not
     assert dom.count("<script") == 1
     assert "&lt;script&gt;document.body.setAttribute('data-pwned','1')&lt;/script&gt;" in dom  # shown as text
+
+
+def test_a_principals_rows_link_filters_to_that_principal(demo_report: DemoReport) -> None:
+    result = demo_result()
+    deleted = next(f for f in result.findings if f.principal_type == "Unknown")
+    expected = sum(1 for f in result.findings if f.status == Status.FAIL and f.principal_id == deleted.principal_id)
+    dom = chromium(demo_report.tmp / "profile", "--dump-dom", demo_report.html.as_uri() + f"#q={deleted.principal_id}")
+    assert f'href="#q={deleted.principal_id}"' in dom  # the link in the per-principal table
+    assert text_of(dom, r'data-shown-status="FAIL">(\d+)<') == str(expected) != "0"

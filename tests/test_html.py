@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 from auditor.findings import Status
 from auditor.reports import render, status_counts
-from auditor.reports.html import build_page
+from auditor.reports.html import _who, build_page
 from tests.report_data import accept, demo_result, error_result, first, run_info, with_baseline
 
 EVIL = "<script>document.body.setAttribute('data-pwned','1')</script><img src=x onerror=alert(1)>"
@@ -75,11 +75,17 @@ def test_least_privilege_rows_are_grouped_per_principal() -> None:
     page = build_page(result, run_info(result))
     lp = [f for f in result.findings if f.check_id.startswith("AIB-LP-") and f.principal_id]
     assert {p.principal_id.lower() for p in page.principals} == {f.principal_id.lower() for f in lp}
-    assert sum(len(p.rows) for p in page.principals) == len(lp)
+    assert sum(p.rows for p in page.principals) == len(lp)
+    assert sum(p.counts["FAIL"] for p in page.principals) == sum(1 for f in lp if f.status == Status.FAIL)
     worst = page.principals[0]
     assert worst.counts["FAIL"] == max(p.counts["FAIL"] for p in page.principals)  # most FAILs first
     deleted = next(p for p in page.principals if p.principal_type == "Unknown")
-    assert deleted.templates >= 1 and deleted.roles
+    assert deleted.templates >= 1 and deleted.roles and deleted.checks
+    # every row of a principal carries its ID, so the "rows" link (#q=<id>) finds all of them
+    text = render("html", result, run_info(result))
+    assert f'href="#q={deleted.principal_id}"' in text
+    for f in lp:
+        assert f.principal_id.lower() in (f.detail + _who(f)).lower()
 
 
 def test_page_is_self_contained_under_a_strict_content_security_policy() -> None:
@@ -95,8 +101,10 @@ def test_page_is_self_contained_under_a_strict_content_security_policy() -> None
     # nothing is loaded: no src, no stylesheet link, no CSS url(); links are plain <a href> to Microsoft Learn
     assert not [a for t, a in parsed.tags if "src" in a or t in ("link", "img", "iframe", "object", "embed")]
     assert "url(" not in style and "@import" not in style
-    hrefs = {a["href"] for t, a in parsed.tags if t == "a"}
-    assert hrefs and all(h and h.startswith("https://learn.microsoft.com/") for h in hrefs)
+    hrefs = {a["href"] or "" for t, a in parsed.tags if t == "a"}
+    docs = {h for h in hrefs if h.startswith("https://learn.microsoft.com/")}
+    filters = {h for h in hrefs if h.startswith("#q=")}  # "this principal's rows": a filter on the page itself
+    assert docs and filters and hrefs == docs | filters
     assert not [a for t, a in parsed.tags if "style" in a]  # style="" would be blocked by the policy
 
 

@@ -54,15 +54,11 @@ class Row:
     status: str
     css: str
     check_id: str
-    title: str
     severity: str
     detail: str
+    who: str  # the principal and role, when the detail does not already name them (and a Graph name when known)
     template: str
     resource: str  # the resource's name when it is not the template itself
-    principal: str
-    principal_id: str
-    role: str
-    scope: str
     change: str
     exception: str
     finding_id: str
@@ -128,13 +124,16 @@ class TemplateView:
 
 @dataclass
 class PrincipalView:
+    """One principal's least-privilege rows, summed up; the rows themselves are the templates' (a link filters them)."""
+
     principal_id: str
     label: str
     principal_type: str
     counts: dict[str, int]
+    rows: int
     templates: int
+    checks: list[str]
     roles: list[str]
-    rows: list[Row]
 
 
 @dataclass
@@ -182,6 +181,18 @@ def _exception(f: Finding) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _who(f: Finding) -> str:
+    """What the row adds to its detail: a principal and role the detail does not name (as the table report does)."""
+    parts = []
+    if f.principal_name or f.principal_upn:
+        parts.append(_principal_label(f))
+    if f.principal_id and f.principal_id.lower() not in f.detail.lower():
+        parts.append(f"{f.principal_type or 'principal'} {f.principal_id}")
+    if f.role_name and f.role_name not in f.detail:
+        parts.append(f.role_name + (f" at {ids.describe_scope(f.role_scope)}" if f.role_scope else ""))
+    return "; ".join(parts)
+
+
 def _row(f: Finding, metas: dict[str, CheckMeta]) -> Row:
     meta = metas.get(f.check_id)
     template = ids.name_of(f.template_id) if f.template_id else ""
@@ -190,15 +201,11 @@ def _row(f: Finding, metas: dict[str, CheckMeta]) -> Row:
         status=str(f.status),
         css=STATUS_CLASS[f.status],
         check_id=f.check_id or "read",
-        title=meta.title if meta else "",
         severity=str(meta.severity) if meta else "",
         detail=f.detail,
+        who=_who(f),
         template=template,
         resource="" if same else (ids.name_of(f.resource_id) or f.resource_id),
-        principal=_principal_label(f),
-        principal_id=f.principal_id,
-        role=f.role_name,
-        scope=ids.describe_scope(f.role_scope) if f.role_scope else "",
         change=f.change,
         exception=_exception(f),
         finding_id=f.finding_id,
@@ -257,8 +264,11 @@ def _template_view(tr: TemplateResult, findings: list[Finding], metas: dict[str,
     )
 
 
-def _principals(findings: list[Finding], metas: dict[str, CheckMeta]) -> list[PrincipalView]:
-    """Least-privilege rows grouped per principal: the people and identities a reviewer has to talk to."""
+def _principals(findings: list[Finding]) -> list[PrincipalView]:
+    """Least-privilege rows grouped per principal: the people and identities a reviewer has to talk to.
+
+    Only the sums are listed here; the rows are in the templates' tables, and each principal's link filters the
+    page down to them. Listing them twice would double a 1,000-template page."""
     by_principal: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
         if f.principal_id and f.check_id.startswith("AIB-LP-"):
@@ -267,16 +277,16 @@ def _principals(findings: list[Finding], metas: dict[str, CheckMeta]) -> list[Pr
     for rows in by_principal.values():
         first = rows[0]
         named = next((f for f in rows if f.principal_name or f.principal_upn), first)
-        rows.sort(key=lambda f: (f.status != Status.FAIL, f.template_id.lower(), f.check_id, f.resource_id.lower()))
         views.append(
             PrincipalView(
                 principal_id=first.principal_id,
                 label=_principal_label(named),
                 principal_type=next((f.principal_type for f in rows if f.principal_type), ""),
                 counts=_counts(rows),
+                rows=len(rows),
                 templates=len({f.template_id.lower() for f in rows if f.template_id}),
+                checks=sorted({f.check_id for f in rows}),
                 roles=sorted({f.role_name for f in rows if f.role_name}),
-                rows=[_row(f, metas) for f in rows],
             )
         )
     views.sort(key=lambda p: (-p.counts["FAIL"], -p.counts["ERROR"], -p.counts["ACCEPTED"], p.label.lower(), p.principal_id))
@@ -322,7 +332,7 @@ def build_page(result: AuditResult, run: RunInfo) -> Page:
             _chart("By subscription", "subscription", sorted(by_subscription.items())),
         ],
         templates=[_template_view(tr, per_template.get(tr.template.key, []), metas, open_all) for tr in templates],
-        principals=_principals(findings, metas),
+        principals=_principals(findings),
         checks=[CheckView(meta, _counts(by_check.get(meta.id, []))) for meta in ran],
         orphan_rows=[_row(f, metas) for f in result.extra_errors],
         failed_reads=[e.describe() for e in result.inventory.errors],
