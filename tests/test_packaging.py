@@ -31,3 +31,12 @@ def test_package_data_covers_metadata_and_estates() -> None:
         shipped = {m for g in globs for m in (ROOT / package).glob(g)}
         for f in files:
             assert f in shipped, f"{f.relative_to(ROOT)} is not shipped by package-data {globs}"
+
+
+def test_package_data_ships_the_html_report_template_and_assets() -> None:
+    files = list((ROOT / "auditor" / "reports" / "templates").iterdir())
+    assert {f.suffix for f in files} >= {".j2", ".js", ".css"}
+    globs = CONFIG["package-data"]["auditor.reports"]
+    shipped = {m for g in globs for m in (ROOT / "auditor" / "reports").glob(g)}
+    for f in files:
+        assert f in shipped, f"{f.relative_to(ROOT)} is not shipped by package-data {globs}"
