@@ -30,7 +30,7 @@ from markupsafe import Markup
 from auditor import __version__, ids
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import STATUS_ORDER, Finding, Severity, Status
-from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, iso, status_counts
+from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, change_counts, iso, status_counts
 from checks.registry import CheckMeta, catalog
 
 CHART_STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS)
@@ -340,11 +340,7 @@ def build_page(result: AuditResult, run: RunInfo) -> Page:
         baseline=baseline,
         changed_rows=[_row(f, metas) for f in changed],
         fixed_rows=[_row(f, metas) for f in result.fixed],
-        change_counts={
-            "new": sum(1 for f in findings if f.change == "new" and f.status == Status.FAIL),
-            "regressed": sum(1 for f in findings if f.change == "regressed" and f.status == Status.FAIL),
-            "fixed": len(result.fixed),
-        },
+        change_counts=change_counts(result),
     )
 
 

@@ -16,7 +16,7 @@ from collections import Counter
 from auditor import ids
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Severity, Status
-from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, iso, status_counts
+from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, change_counts, iso, status_counts
 from checks.registry import CheckMeta, catalog
 
 MAX_ROWS = 50  # table rows; the rest is counted, not listed
@@ -107,7 +107,8 @@ def render_markdown(result: AuditResult, run: RunInfo) -> str:
         "",
         f"Exit {run.exit_code}: {EXIT_MEANINGS.get(run.exit_code, '')}. {templates} template{'' if templates == 1 else 's'} in "
         f"{len(run.subscriptions)} subscription{'' if len(run.subscriptions) == 1 else 's'}, {len(result.checks)} checks, "
-        f"source {run.source}, finished {iso(run.finished_at)}.",
+        f"source {run.source}, finished {iso(run.finished_at)}. "
+        f"Exit 1 on a{' new or regressed' if run.fail_on_new else ''} FAIL of severity {run.fail_on} or above.",
         "",
         "| " + " | ".join(str(s) for s in STATUSES) + " |",
         "|" + "---:|" * len(STATUSES),
@@ -116,9 +117,8 @@ def render_markdown(result: AuditResult, run: RunInfo) -> str:
     ]
     changed = any(f.change for f in findings) or bool(result.fixed)
     if changed:
-        new = sum(1 for f in findings if f.status == Status.FAIL and f.change == "new")
-        regressed = sum(1 for f in findings if f.status == Status.FAIL and f.change == "regressed")
-        lines += [f"Since the baseline: **{new} new** and **{regressed} regressed** FAIL, **{len(result.fixed)} fixed**.", ""]
+        c = change_counts(result)
+        lines += [f"Since the baseline: **{c['new']} new** and **{c['regressed']} regressed** FAIL, **{c['fixed']} fixed**.", ""]
 
     rows = attention_rows(result)
     if rows:
