@@ -119,6 +119,14 @@ def test_arm_text_is_escaped_everywhere() -> None:
     assert "&lt;script&gt;document.body.setAttribute(&#39;data-pwned&#39;,&#39;1&#39;)&lt;/script&gt;" in text
 
 
+def test_control_and_bidi_characters_are_shown_as_escapes() -> None:
+    result = demo_result()
+    result.templates[0].template.name = "tpl-\u202eevil\x1b[31m"
+    text = render("html", result, run_info(result))
+    assert "\u202e" not in text and "\x1b" not in text
+    assert "tpl-\\u202eevil\\x1b[31m" in text
+
+
 def test_accepted_rows_show_the_exception() -> None:
     result = demo_result()
     accepted = accept(first(result, Status.FAIL, "AIB-GAL-004"))

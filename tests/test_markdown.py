@@ -78,6 +78,7 @@ def test_accepted_rows_are_counted_not_listed() -> None:
         ("fetches http://example.com/a.sh over http", "fetches `http://example.com/a.sh` over http"),
         ("owner alice@contoso.com", "owner `alice@contoso.com`"),
         ("see www.example.com|x", "see `www.example.com\\|x`"),
+        ("live\u202e \x1b[2J", "live\\\\u202e \\\\x1b\\[2J"),  # shown as \u202e: the escape's backslash is escaped
         ("`tick` http://h/`x`", "\\`tick\\` `` http://h/`x` ``"),
     ],
 )

@@ -4,7 +4,8 @@ Rendered with jinja2 (templates/report.html.j2) with autoescaping on: template n
 exception reasons come from ARM or from people, so they are text, never markup. The page fetches nothing: CSS
 and the filter script are inline and allowed by their SHA-256 hashes in a Content-Security-Policy that
 forbids everything else (`default-src 'none'`), so even markup that escaped escaping could not run a script or
-load a byte. Charts are inline SVG with presentation attributes (no `style=""`, which the policy would block).
+load a byte. Control and bidi characters in that text are shown as escapes (auditor/textsafe.py), as the
+terminal table does. Charts are inline SVG with presentation attributes (no `style=""`, which the policy would block).
 
 What the page shows, top to bottom: the run and its totals; a scorecard per practice and per subscription
 (PASS/FAIL/ERROR/ACCEPTED counts as stacked bars); with a baseline, the new or regressed findings and the fixed
@@ -31,6 +32,7 @@ from auditor import __version__, ids
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import STATUS_ORDER, Finding, Severity, Status
 from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, change_counts, iso, status_counts
+from auditor.textsafe import visible
 from checks.registry import CheckMeta, catalog
 
 CHART_STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS)
@@ -356,9 +358,18 @@ def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
+def _finalize(value: object) -> object:
+    """Every `{{ value }}`: ARM text with control and bidi characters shown as escapes (textsafe), so a U+202E in a
+    template name cannot make the page read otherwise than it says; our own assets (Markup) pass unchanged."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
+        finalize=_finalize,
         loader=jinja2.PackageLoader("auditor.reports", "templates"),
         autoescape=True,  # every value is text: ARM names and details are attacker-influenced
         undefined=jinja2.StrictUndefined,  # a typo in the template is a bug, not an empty cell

@@ -17,6 +17,7 @@ from auditor import ids
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Severity, Status
 from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, change_counts, iso, status_counts
+from auditor.textsafe import visible
 from checks.registry import CheckMeta, catalog
 
 MAX_ROWS = 50  # table rows; the rest is counted, not listed
@@ -43,7 +44,7 @@ def _code(text: str) -> str:
 
 def cell(value: str, limit: int = MAX_CELL) -> str:
     """One table cell: a single line, no markup, no links, at most `limit` characters of the text."""
-    text = " ".join(str(value).split())
+    text = visible(" ".join(str(value).split()))  # a bidi override must not reorder what the job page shows
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     out: list[str] = []
