@@ -8,6 +8,7 @@ findings, the way `--exceptions` and `--baseline` fill them.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -30,7 +31,11 @@ SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 
 
 def shared_dir() -> Path | None:
-    """`../shared` beside the repository (CI's layout), or beside a folder above it (a worktree nested deeper)."""
+    """$AIB_AUDIT_SHARED, else `../shared` beside the repository (CI's layout) or beside a folder above it (a worktree
+    nested deeper)."""
+    env = os.environ.get("AIB_AUDIT_SHARED")
+    if env:
+        return Path(env) if (Path(env) / "schemas").is_dir() else None
     for parent in ROOT.parents:
         if (parent / "shared" / "schemas").is_dir():
             return parent / "shared"
