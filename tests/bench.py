@@ -12,8 +12,13 @@ A last row audits a modest estate twice, clean and through a fault mix (transien
 and dropped connections, as ARM has bad minutes): the findings must be identical, and the row reports the time
 the retries cost.
 
+Then the honest-floor rows (tests.bench_emulator): 1 and 3 subscriptions of the largest size audited end to end by
+the `aib-audit` command, as wall time / the floor ARM's throttling allows; and the emulator's own per-request cost
+at 50 ms latency.
+
 Results, the machine and the settings are written to BENCHMARKS.md (overwritten) and printed.
-`python -m tests.bench 10 100` runs only those sizes (and the fault mix at the largest of them, at most 100).
+`python -m tests.bench 10 100` runs only those sizes (and the fault mix at the largest of them, at most 100; the
+floor rows at the largest).
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from auditor.emulator import Emulator, Faults
+from tests.bench_emulator import FloorRow, OverheadRow, floor_table, measure_floor_row, measure_overhead, overhead_table
+from tests.bench_emulator import section as floor_section
 from tests.bench_tenant import DEFAULT_SIZE, TenantRow, measure_tenant, tenant_table
 
 SIZES = (10, 100, 1000)
+FLOOR_SUBSCRIPTIONS = (1, 3)  # the honest-floor rows: this many subscriptions of the largest size each
 SEED = 7
 LATENCY_MS = 50.0
 BURST = 250
@@ -377,6 +385,19 @@ def report(
     return "\n".join(lines)
 
 
+def measure_floor_rows(n: int) -> tuple[OverheadRow, list[FloorRow]]:
+    """The emulator's own per-request cost, then 1 x n and 3 x n templates end to end against the honest floor."""
+    print("timing the emulator's per-request overhead at 50 ms latency ...", flush=True)
+    overhead = measure_overhead()
+    print(f"  {asdict(overhead)}", flush=True)
+    floor_rows: list[FloorRow] = []
+    for subs in FLOOR_SUBSCRIPTIONS:
+        print(f"auditing {subs} x {n} templates end to end against the honest floor ...", flush=True)
+        floor_rows.append(measure_floor_row(subs, n, seed=SEED))
+        print(f"  {asdict(floor_rows[-1])}", flush=True)
+    return overhead, floor_rows
+
+
 def main(argv: list[str] | None = None) -> int:
     from tests.perf_rbac import measure
 
@@ -403,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("rendering every report format for 1,000 templates ...", flush=True)
     reports = bench_reports.section(bench_reports.measure())
+    overhead, floor_rows = measure_floor_rows(max(sizes))
     text = report(rows, mix, rbac, started, time.perf_counter() - t0, tenant_rows) + "\n" + "\n".join(reports)
+    text += "\n" + "\n".join(floor_section(overhead, floor_rows))
     OUT.write_text(text, encoding="utf-8")
     print()
     print("\n".join(collection_table(rows)))
@@ -411,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(mix_table(mix)))
     print()
     print("\n".join(rbac_table(rbac)))
+    print()
+    print("\n".join(floor_table(floor_rows)))
+    print()
+    print("\n".join(overhead_table(overhead)))
     print(f"\nwritten to {OUT}")
     return 0
 
