@@ -19,12 +19,12 @@ setup: $(STAMP)
 DEMO_EXCEPTIONS := fixtures/demo-exceptions.toml
 
 demo: $(STAMP)
-	$(BIN)/aib-audit --demo --exceptions $(DEMO_EXCEPTIONS) --report csv=demo.csv --report json=demo.json \
+	$(BIN)/aib-audit --demo --expand-groups --exceptions $(DEMO_EXCEPTIONS) --report csv=demo.csv --report json=demo.json \
 		--report html=demo.html --report sarif=demo.sarif || [ $$? -eq 1 ]
 	@echo "Reports written: demo.csv demo.json demo.html demo.sarif"
 	@echo
 	@echo "A week later (fixtures/estates/demo-changed.json), compared with demo.json:"
-	$(BIN)/aib-audit --snapshot fixtures/estates/demo-changed.json --exceptions $(DEMO_EXCEPTIONS) --baseline demo.json \
+	$(BIN)/aib-audit --snapshot fixtures/estates/demo-changed.json --expand-groups --exceptions $(DEMO_EXCEPTIONS) --baseline demo.json \
 		--report csv=demo-changed.csv || [ $$? -eq 1 ]
 	@echo "Reports written: demo-changed.csv (column change: new, regressed, unchanged, fixed)"
 

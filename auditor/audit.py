@@ -9,6 +9,7 @@ from auditor.errors import UsageError
 from auditor.findings import Finding, Severity, Status, check_status, error, score
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
+from auditor.principals import enrich
 from checks.registry import Check, catalog
 
 
@@ -82,6 +83,7 @@ def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set
         f.check_id = chk.meta.id
         f.template_id = t.id
         f.resource_id = f.resource_id or t.id
+    out = enrich(out, inv, policy, chk.meta.id)  # names from Microsoft Graph; --expand-groups' member rows
     if any(f.status == Status.ERROR for f in out):  # the failed reads it asked about are on its ERROR rows
         shown |= inv.consulted - before
     return out

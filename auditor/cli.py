@@ -29,7 +29,7 @@ from auditor.limits import Limits
 from auditor.output import check_writable, emit
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, render
 from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
-from auditor.sources import acquire
+from auditor.sources import acquire, validate_graph
 from auditor.textsafe import one_line, visible
 
 try:  # typer >= 0.20 vendors click; older typer uses click itself
@@ -104,6 +104,9 @@ class AuditOptions:
     all_subscriptions: bool = False
     exclude_subscriptions: list[str] = field(default_factory=list)
     resource_graph: bool = True
+    no_graph: bool = False
+    graph_endpoint: str | None = None
+    expand_groups: bool = False
     source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
     scope: ScopeSpec | None = None  # the live scope, set by validate()
 
@@ -140,6 +143,7 @@ def validate(opts: AuditOptions, environ: Mapping[str, str] | None = None) -> No
         from auditor.azure import normalize_endpoint  # imports the Azure SDKs: only on the live path
 
         opts.arm_endpoint = normalize_endpoint(opts.arm_endpoint)
+    validate_graph(opts)
     if opts.snapshot and opts.snapshot_out:
         raise UsageError("--snapshot-out saves what was collected; it cannot be combined with --snapshot")
     opts.limits = _limits(opts)
@@ -197,7 +201,7 @@ def run_audit_command(opts: AuditOptions) -> int:
         known_checks=list(catalog()),
     )
     snap = acquire(opts)
-    result = run_audit(build_inventory(snap), checks, policy)
+    result = run_audit(build_inventory(snap, expand_groups=opts.expand_groups), checks, policy)
     workflow.apply(flow, result, opts.subscriptions, started.date())
     code = workflow.exit_code(flow, result)
     run = RunInfo(
@@ -314,6 +318,17 @@ def audit(
         bool,
         typer.Option("--no-resource-graph", help="Read every discovered subscription through ARM; skip Resource Graph."),
     ] = False,
+    no_graph: Annotated[
+        bool, typer.Option("--no-graph", help="Do not read principals' names (and group members) from Microsoft Graph.")
+    ] = False,
+    graph_endpoint: Annotated[
+        str | None,
+        typer.Option("--graph-endpoint", metavar="URL", help="Microsoft Graph endpoint (default: derived from --arm-endpoint)."),
+    ] = None,
+    expand_groups: Annotated[
+        bool,
+        typer.Option("--expand-groups", help="Report each member of a group that holds a right as its own row (Graph)."),
+    ] = False,
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
@@ -344,13 +359,17 @@ def audit(
         all_subscriptions=all_subscriptions,
         exclude_subscriptions=list(exclude_subscription or []),
         resource_graph=not no_resource_graph,
+        no_graph=no_graph,
+        graph_endpoint=graph_endpoint,
+        expand_groups=expand_groups,
     )
     if ctx.invoked_subcommand is not None:
         # `aib-audit --demo checks` is ambiguous: refuse rather than silently drop the audit options.
         given = (snapshot, snapshot_out, output, arm_endpoint, check, skip_check, policy, exceptions, baseline, report)
         timed = any(v is not None for v in (timeout, read_timeout, connect_timeout))
         scope_given = opts.subscriptions or management_group or all_subscriptions or exclude_subscription or no_resource_graph
-        if scope_given or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed:
+        graph = no_graph or graph_endpoint or expand_groups
+        if scope_given or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed or graph:
             raise UsageError(f"audit options cannot be combined with the '{ctx.invoked_subcommand}' command")
         return
     try:

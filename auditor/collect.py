@@ -35,6 +35,7 @@ from azure.core.credentials import TokenCredential
 from auditor import DEFAULT_ARM_ENDPOINT, __version__, discover, ids
 from auditor.azure import ArmClients
 from auditor.errors import SubscriptionError
+from auditor.graph import GraphSettings, collect_directory
 from auditor.inventory import Template, parse_role_assignment, parse_template
 from auditor.limits import Limits
 from auditor.reads import Outcome as _Outcome
@@ -71,6 +72,7 @@ def collect(
     progress: Progress | None = None,
     retry_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
+    graph: GraphSettings | None = None,
 ) -> Snapshot:
     """Read every subscription in scope into a Snapshot (raw ARM documents plus the reads that failed).
 
@@ -78,7 +80,9 @@ def collect(
     exclusions, Resource Graph; see auditor.scope). Raises SubscriptionError, EndpointError or CredentialError
     (exit 2) only for what makes the whole run pointless; everything else is recorded in `snapshot.errors`,
     including reads that ran out of time (`limits`: the run, each read, each request, each wait) and discovered
-    subscriptions that could not be read. `retry_options` are passed to the SDK's RetryPolicy (e.g.
+    subscriptions that could not be read. With `graph` (graph.settings), the principals' names (and, with
+    expand_groups, group members) are then read from Microsoft Graph; its failures are notes in `snapshot.meta`,
+    never read errors (Graph is enrichment). `retry_options` are passed to the SDK's RetryPolicy (e.g.
     `retry_backoff_factor`); by default its own defaults apply, within the limits.
     """
     spec = subscriptions if isinstance(subscriptions, ScopeSpec) else ScopeSpec(tuple(ids.subscription_ids(subscriptions)))
@@ -101,6 +105,10 @@ def collect(
                 collector = _Collector(arm, snap, runner, say)
                 collector.subscription_wide(scope.audited)
                 collector.follow_references()
+                if graph is not None:  # after the ARM reads: names (and group members) from Microsoft Graph
+                    collect_directory(
+                        snap, graph, credential, connection_verify, retry_options, limits, run_deadline, say, max_workers
+                    )
             snap.meta = {
                 **snap.meta,  # notes the collector left (lists answered "none can exist")
                 "tool_version": __version__,

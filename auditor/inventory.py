@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor import ids
+from auditor.directory import Directory, build_directory
 from auditor.snapshot import ReadError, Snapshot
 
 EVERYONE = "00000000-0000-0000-0000-000000000000"  # deny assignments: "all principals"
@@ -389,6 +390,9 @@ class RoleAssignment:
     principal_type: str  # User | Group | ServicePrincipal | ForeignGroup | Device | Unknown (deleted) | "" (not reported)
     condition: str | None
     eligible: bool = False  # a PIM eligibility (roleEligibilityScheduleInstances), not an active assignment
+    # Microsoft Graph was asked about the principal and does not know it (directory.py): deleted, whatever
+    # principalType ARM kept. Set by build_inventory; never set when Graph was not read.
+    principal_deleted: bool = False
 
     @property
     def scope_key(self) -> str:
@@ -550,6 +554,8 @@ class Inventory:
     meta: dict[str, Any] = field(default_factory=dict)
     # lower-case subscription ID -> normalized management-group / root scopes above it (snapshot.py, ids.py)
     subscription_ancestors: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Who the principals are (Microsoft Graph), and with --expand-groups who is in each group; empty without Graph.
+    directory: Directory = field(default_factory=Directory)
     # Indexes into `errors` that a check has asked about: the runner reports the others on their own rows.
     consulted: set[int] = field(default_factory=set, repr=False, compare=False)
 
@@ -645,7 +651,8 @@ class Inventory:
         return out
 
 
-def build_inventory(snapshot: Snapshot) -> Inventory:
+def build_inventory(snapshot: Snapshot, expand_groups: bool = False) -> Inventory:
+    """The typed view of a snapshot; `expand_groups` (--expand-groups) judges groups by their members."""
     r = snapshot.resources
     templates = sorted((parse_template(d) for d in r.get("imageTemplates", [])), key=lambda t: t.key)
     triggers: dict[str, list[Trigger]] = defaultdict(list)
@@ -659,6 +666,17 @@ def build_inventory(snapshot: Snapshot) -> Inventory:
         role_defs.setdefault(rd.guid, rd)
     assignments = [parse_role_assignment(d) for d in r.get("roleAssignments", [])]
     assignments += [parse_role_assignment(d, eligible=True) for d in r.get("roleEligibilityScheduleInstances", [])]
+    directory = build_directory(r, snapshot.meta, expand_groups)
+    docs = [*r.get("roleAssignments", []), *r.get("roleEligibilityScheduleInstances", [])]
+    # A principal of another tenant (a ForeignGroup, a delegated managed identity) is unknown to this tenant's
+    # Graph by nature: that says nothing about whether it still exists.
+    directory.foreign = {
+        ra.principal_id
+        for ra, doc in zip(assignments, docs, strict=True)
+        if ra.principal_type.lower() == "foreigngroup" or _props(doc).get("delegatedManagedIdentityResourceId")
+    }
+    for ra in assignments:
+        ra.principal_deleted = directory.is_deleted(ra.principal_id)
     return Inventory(
         subscriptions=[s.lower() for s in snapshot.subscriptions],
         templates=templates,
@@ -674,4 +692,5 @@ def build_inventory(snapshot: Snapshot) -> Inventory:
         errors=list(snapshot.errors),
         meta=dict(snapshot.meta),
         subscription_ancestors=ids.norm_ancestors(snapshot.subscription_ancestors),
+        directory=directory,
     )

@@ -195,6 +195,7 @@ class Grant:
     scope_key: str = ""  # normalized assignment scope (computed once: grants are sorted and grouped a lot)
     breadth: int = 1  # BREADTH of scope_level
     deny_caveats: tuple[str, ...] = ()  # deny assignments that remove this unless the principal is in an excluded group
+    principal_deleted: bool = False  # Microsoft Graph does not know the principal (RoleAssignment.principal_deleted)
 
     @cached_property
     def rank(self) -> tuple[int, int, int, str, str]:
@@ -206,8 +207,9 @@ class Grant:
 
     @property
     def deleted(self) -> bool:
-        """principalType Unknown: the principal was deleted but its assignment never removed."""
-        return self.principal_type.lower() == "unknown"
+        """The principal was deleted but its assignment never removed: ARM says principalType Unknown, or Microsoft
+        Graph was asked and does not know it."""
+        return self.principal_deleted or self.principal_type.lower() == "unknown"
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -643,6 +645,7 @@ def _grant(ra: RoleAssignment, role: RoleDefinition, inherited_from: str, matche
         granted_by=by,
         scope_key=ra.scope_key,
         breadth=BREADTH.get(level, 1),
+        principal_deleted=ra.principal_deleted,
     )
 
 

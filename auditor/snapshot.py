@@ -6,13 +6,15 @@ The snapshot is the seam between I/O and analysis. The collector writes one, `--
     {
       "format": "aib-audit-snapshot",
       "version": 1,
-      "meta": {"tool_version": str, "collected_at": ISO-8601, "arm_endpoint": str, "arm_calls": int},
+      "meta": {"tool_version": str, "collected_at": ISO-8601, "arm_endpoint": str, "arm_calls": int,
+               "notes": [str], "graph": {"endpoint", "calls", "looked_up", "expand_groups", "group_errors", "notes"}},
       "subscriptions": ["<guid>", ...],          # what was audited
       "resources": {                             # raw ARM documents, each list de-duplicated by id
         "imageTemplates": [...], "triggers": [...], "locks": [...], "resourceGroups": [...],
         "roleAssignments": [...], "roleDefinitions": [...], "denyAssignments": [...],
         "roleEligibilityScheduleInstances": [...], "userAssignedIdentities": [...],
-        "galleries": [...], "galleryImages": [...]
+        "galleries": [...], "galleryImages": [...],
+        "directoryObjects": [...], "groupMembers": [...]   # optional: Microsoft Graph (see GRAPH_KINDS)
       },
       "errors": [                                # reads that failed; they make checks ERROR
         {"kind": "<one of the resources keys>", "scope": "<ARM id the read was for>",
@@ -88,6 +90,14 @@ PERMISSIONS: dict[str, str] = {
 }
 ERROR_KINDS: tuple[str, ...] = (*KINDS, "subscriptions")
 
+
+# Microsoft Graph documents (graph.py), kept as Graph returned them: `directoryObjects` are what getByIds gave for
+# the principals of the role assignments (users, groups, service principals; `@odata.type` says which), and
+# `groupMembers` are `{"id": <group>, "transitiveMembers": [<directory objects>]}`, one per group read with
+# --expand-groups. Optional: written only when there is something in them, so ARM-only snapshots keep their bytes.
+# `meta.graph` (graph.DirectoryRead.meta) says which IDs a successful getByIds was asked about (an ID asked about
+# and not returned is a deleted principal) and which groups' members could not be read.
+GRAPH_KINDS: tuple[str, ...] = ("directoryObjects", "groupMembers")
 
 ANCESTORS_KEY = "subscriptionAncestors"
 
@@ -193,7 +203,8 @@ class Snapshot:
             "version": VERSION,
             "meta": self.meta,
             "subscriptions": self.subscriptions,
-            "resources": {k: self.resources.get(k, []) for k in KINDS},
+            "resources": {k: self.resources.get(k, []) for k in KINDS}
+            | {k: self.resources[k] for k in GRAPH_KINDS if self.resources.get(k)},
             "errors": [asdict(e) for e in self.errors],
         }
         if self.subscription_ancestors:  # optional: snapshots without it stay byte-for-byte what they were
@@ -225,14 +236,14 @@ class Snapshot:
         if not isinstance(resources, dict):
             raise SnapshotError(f'{source}: "resources" must be an object')
         out: dict[str, list[dict[str, Any]]] = {}
-        for kind in KINDS:
+        for kind in KINDS + tuple(k for k in GRAPH_KINDS if resources.get(k)):  # Graph kinds only when present
             docs = resources.get(kind, [])
             if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
                 raise SnapshotError(f"{source}: resources.{kind} must be a list of objects")
             if (i := next((i for i, d in enumerate(docs) if not isinstance(d.get("id"), str) or not d["id"]), None)) is not None:
                 raise SnapshotError(f'{source}: resources.{kind}[{i}] has no "id": not an ARM document')
             out[kind] = docs
-        unknown = set(resources) - set(KINDS)
+        unknown = set(resources) - set(KINDS) - set(GRAPH_KINDS)
         if unknown:
             raise SnapshotError(f"{source}: unknown resource kinds {sorted(unknown)}")
         errors = [_parse_error(e, i, source) for i, e in enumerate(_as_list(data.get("errors"), "errors", source))]

@@ -18,6 +18,7 @@ from auditor.textsafe import one_line, visible
 
 if TYPE_CHECKING:
     from auditor.cli import AuditOptions
+    from auditor.graph import GraphSettings
 
 
 @contextmanager
@@ -37,6 +38,36 @@ def progress_display() -> Iterator[Callable[[str], None] | None]:
         yield say
 
 
+def validate_graph(opts: AuditOptions) -> None:
+    """--no-graph, --graph-endpoint and --expand-groups: no combination that would silently do nothing."""
+    if opts.no_graph and (opts.graph_endpoint or opts.expand_groups):
+        flag = "--graph-endpoint" if opts.graph_endpoint else "--expand-groups"
+        raise UsageError(f"{flag} needs Microsoft Graph; it cannot be combined with --no-graph")
+    if opts.graph_endpoint is not None:
+        if opts.source != "live":
+            raise UsageError("--graph-endpoint only applies to a live scope")
+        from auditor.graph import normalize_graph_endpoint
+
+        opts.graph_endpoint = normalize_graph_endpoint(opts.graph_endpoint)
+    if opts.no_graph and opts.snapshot:
+        raise UsageError("--no-graph only applies to a collection; a snapshot keeps what was collected")
+
+
+def graph_settings(opts: AuditOptions, arm_endpoint: str) -> GraphSettings:
+    from auditor.graph import settings
+
+    return settings(arm_endpoint, enabled=not opts.no_graph, override=opts.graph_endpoint, expand_groups=opts.expand_groups)
+
+
+def say_graph_notes(snap: Snapshot) -> None:
+    """One stderr line when Microsoft Graph could not be read: the audit goes on, its verdicts do not change."""
+    from auditor.graph import stderr_lines
+    from auditor.textsafe import one_line
+
+    for line in stderr_lines(snap.meta):  # Graph's error text is the server's: shown escaped, on one line
+        sys.stderr.write(f"aib-audit: warning: {one_line(line)}\n")
+
+
 def collect_live(opts: AuditOptions) -> Snapshot:
     from auditor.azure import default_credential
     from auditor.collect import collect
@@ -53,6 +84,7 @@ def collect_live(opts: AuditOptions) -> Snapshot:
                 max_workers=opts.max_workers,
                 progress=progress,
                 limits=opts.limits,
+                graph=graph_settings(opts, opts.arm_endpoint),
             )
             opts.subscriptions = list(snap.subscriptions)  # what was audited: named and discovered
             return snap
@@ -87,6 +119,7 @@ def collect_demo(opts: AuditOptions) -> Snapshot:
             max_workers=opts.max_workers,
             progress=progress,
             limits=opts.limits,
+            graph=graph_settings(opts, emu.endpoint),
         )
 
 
@@ -108,12 +141,14 @@ def acquire(opts: AuditOptions) -> Snapshot:
         snap = Snapshot.load(opts.snapshot)
         opts.subscriptions = [s.lower() for s in snap.subscriptions]
         opts.arm_endpoint = str(snap.meta.get("arm_endpoint") or "")
+        say_graph_notes(snap)
         return snap
     snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
     summary = timeout_summary(snap, opts.limits)
     if summary is not None:
         sys.stderr.write(f"aib-audit: warning: {one_line(summary)}\n")  # scopes are ARM text: shown escaped
         sys.stderr.flush()
+    say_graph_notes(snap)
     if opts.snapshot_out is not None:  # saved before the audit, so the data survives whatever follows
         with atomic_target(opts.snapshot_out, "--snapshot-out") as tmp:
             snap.save(tmp)

@@ -13,6 +13,7 @@ from auditor import rbac
 from auditor.findings import Finding, failed, passed
 from auditor.inventory import Inventory, Template
 from auditor.policy import Policy
+from auditor.principals import Count, count_principals
 from checks.common import with_problems
 from checks.registry import check
 
@@ -27,21 +28,29 @@ VERBS: dict[str, str] = {
 }
 
 
-def _row(grants: list[rbac.Grant], allowed: bool, counted: int, limit: int) -> Finding:
+def _row(grants: list[rbac.Grant], allowed: bool, count: Count, limit: int) -> Finding:
     top = rbac.top(grants)
     who = rbac.principal_label(top)
     verb = VERBS.get(top.matched_action, "change")
     base = f"{who} can {verb} the template through {rbac.via(grants)}"
-    fields = rbac.principal_fields(grants, allowed, principals_counted=counted, max_template_writers=limit)
+    extra = {"unbounded_because": count.unbounded} if count.unbounded else {}
+    fields = rbac.principal_fields(grants, allowed, principals_counted=count.value, max_template_writers=limit, **extra)
     if allowed:
         return passed(f"{base}; accepted by the audit policy", **fields)
     reasons = []
     if broad := [g for g in grants if g.breadth >= rbac.SUBSCRIPTION_BREADTH]:
         reasons.append(f"the right comes from {rbac.top(broad).inherited_from}: grant it on the template or its resource group")
-    if top.deleted:
+    if top.principal_deleted:
+        reasons.append(
+            "the principal was deleted (Microsoft Graph does not know it; ARM says principalType "
+            f"{top.principal_type or 'nothing'}): remove its role assignments"
+        )
+    elif top.deleted:
         reasons.append("the principal was deleted (principalType Unknown): remove its role assignments")
-    if counted > limit:
-        reasons.append(f"{counted} principals can change the template; policy allows {limit}")
+    if count.unbounded:
+        reasons.append(f"how many principals can change the template is unknown ({count.unbounded[0]}); policy allows {limit}")
+    elif count.exceeds(limit):
+        reasons.append(f"{count.value} principals can change the template; policy allows {limit}")
     if reasons:
         return failed(f"{base}; " + "; ".join(reasons), **fields)
     return passed(base, **fields)
@@ -52,10 +61,12 @@ def template_access(t: Template, inv: Inventory, policy: Policy) -> list[Finding
     answer = rbac.engine(inv).who_can(TEMPLATE_CHANGE_ACTIONS, t.id)
     problems = rbac.problem_findings(answer)
     principals = answer.by_principal()
-    counted = sum(1 for pid in principals if not policy.allows(CHECK_ID, pid))
+    # Each person once: with --expand-groups a group counts as its members, an unreadable group as unbounded.
+    types = {pid: rbac.top(grants).principal_type for pid, grants in principals.items()}
+    count = count_principals(types, inv.directory, lambda pid: policy.allows(CHECK_ID, pid))
     limit = policy.max_template_writers
     rows = [
-        _row(grants, policy.allows(CHECK_ID, pid), counted, limit)
+        _row(grants, policy.allows(CHECK_ID, pid), count, limit)
         for pid, grants in sorted(principals.items(), key=lambda kv: kv[0])
     ]
     if problems:

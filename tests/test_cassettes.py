@@ -25,17 +25,19 @@ from auditor.collect import collect
 from auditor.emulator import Emulator
 from auditor.findings import Status
 from auditor.inventory import build_inventory
-from auditor.snapshot import Snapshot
+from auditor.snapshot import GRAPH_KINDS, Snapshot
 from fixtures import builders as b
 from fixtures.record_cassettes import (
     ARM_ENDPOINT,
     CASSETTE_DIR,
+    GRAPH_ENDPOINT,
     RECORDINGS,
     LeakError,
     Recording,
     Scrubber,
     ScrubbingPersister,
     find_leaks,
+    graph_for,
     is_fake_guid,
     make_vcr,
     record_estate,
@@ -77,7 +79,7 @@ def outcomes(snap: Snapshot) -> tuple[dict[tuple[str, str], Status], list[tuple[
 
 
 def unseen_documents(snap: Snapshot, estate: dict[str, Any]) -> set[str]:
-    """IDs of estate documents the collection did not bring back.
+    """IDs of estate ARM documents the collection did not bring back (Graph reads only the principals it asks about).
 
     Built-in roles are read once per run (at `/`), while an estate may hold each under every subscription's ID,
     as a subscription's own listing shows it: a role definition counts as seen when its GUID was read."""
@@ -86,6 +88,7 @@ def unseen_documents(snap: Snapshot, estate: dict[str, Any]) -> set[str]:
     return {
         ids.norm(str(d.get("id")))
         for kind, docs in estate["resources"].items()
+        if kind not in GRAPH_KINDS
         for d in docs
         if not (kind == "roleDefinitions" and ids.name_of(str(d.get("id"))).lower() in roles_seen)
     } - seen
@@ -106,10 +109,15 @@ def test_every_recording_has_a_cassette() -> None:
 @pytest.mark.parametrize("rec", replay_params())
 def test_replayed_collection_audits_like_the_estate(rec: Recording, vcr: Cassette) -> None:
     estate = rec.load_estate()
-    snap = collect(list(estate["subscriptions"]), StaticTokenCredential(), arm_endpoint=ARM_ENDPOINT, max_workers=WORKERS)
+    graph = graph_for(estate, GRAPH_ENDPOINT)
+    snap = collect(
+        list(estate["subscriptions"]), StaticTokenCredential(), arm_endpoint=ARM_ENDPOINT, max_workers=WORKERS, graph=graph
+    )
     assert snap.errors == [], RERECORD
     assert vcr.play_count == len(vcr.data) and vcr.all_played, RERECORD  # the collector read all it read then
-    assert snap.meta["arm_endpoint"] == ARM_ENDPOINT and snap.meta["arm_calls"] == len(vcr.data)
+    graph_calls = snap.meta.get("graph", {}).get("calls", 0)
+    assert snap.meta["arm_endpoint"] == ARM_ENDPOINT and snap.meta["arm_calls"] + graph_calls == len(vcr.data)
+    assert not snap.meta.get("graph", {}).get("notes"), RERECORD  # Graph, where recorded, answered everything
 
     replayed_statuses, replayed_rows = outcomes(snap)
     direct_statuses, direct_rows = outcomes(Snapshot.from_dict(estate))
@@ -129,7 +137,8 @@ def test_replayed_demo_shows_what_the_demo_is_about(vcr: Cassette) -> None:
     """A few outcomes the demo estate exists for, read from the replayed collection (not from the estate)."""
     from fixtures import demo
 
-    snap = collect([demo.SUB, demo.SUB2], StaticTokenCredential(), arm_endpoint=ARM_ENDPOINT, max_workers=WORKERS)
+    graph = graph_for(BY_NAME["demo"].load_estate(), GRAPH_ENDPOINT)
+    snap = collect([demo.SUB, demo.SUB2], StaticTokenCredential(), arm_endpoint=ARM_ENDPOINT, max_workers=WORKERS, graph=graph)
     statuses, rows = outcomes(snap)
     tid = ids.norm(b.template_id(demo.SUB, demo.RG_DEV, "ubuntu2404-public-weu"))
     assert statuses[(tid, "AIB-GAL-004")] == Status.FAIL
@@ -138,6 +147,14 @@ def test_replayed_demo_shows_what_the_demo_is_about(vcr: Cassette) -> None:
     dev = ids.norm(b.template_id(demo.SUB, demo.RG_DEV, "win2022-dev-weu"))
     deleted = [r for r in rows if r[0] == dev and r[1] == "AIB-LP-001" and r[4] == demo.DELETED]
     assert deleted and all(r[3] == "FAIL" for r in deleted)
+    # Microsoft Graph, replayed from graph.microsoft.com: Erik is gone from the directory although ARM says User.
+    erik = [r for r in rows if r[0] == dev and r[1] == "AIB-LP-001" and r[4] == demo.ERIK]
+    assert [r[3] for r in erik] == ["FAIL"] and "Microsoft Graph does not know it" in erik[0][6]
+    assert any("Bob Berg <bob@contoso.com>" in r[6] for r in rows if r[4] == demo.BOB)
+    graph_requests = [r for r in vcr.requests if r.host == "graph.microsoft.com"]
+    assert [r.method for r in graph_requests][:1] == ["POST"] and len(graph_requests) == 4  # getByIds, 3 groups
+    groups = {demo.PLATFORM_OWNERS, demo.IMAGE_ENGINEERS, demo.IMAGE_CONTRACTORS}
+    assert {r["id"] for r in snap.resources["groupMembers"]} == groups
 
 
 @pytest.mark.vcr
@@ -172,8 +189,13 @@ def test_cassettes_hold_no_secret_and_no_real_subscription(cassette: Path) -> No
     for interaction in data["interactions"]:
         request = interaction["request"]
         assert not {h.lower() for h in request["headers"]} & {"authorization", "cookie"}
-        assert request["uri"].startswith("https://management.azure.com/"), request["uri"]
-        assert request["method"] == "GET"
+        uri = request["uri"]
+        assert uri.startswith(("https://management.azure.com/", "https://graph.microsoft.com/v1.0/")), uri
+        # Read-only: GET, and Graph's getByIds (a read by POST).
+        assert request["method"] == "GET" or (request["method"], uri) == (
+            "POST",
+            "https://graph.microsoft.com/v1.0/directoryObjects/getByIds",
+        )
     assert "127.0.0.1" not in text and "localhost" not in text
     allowed = _allowed_subscriptions(cassette)
     subs = {m.group(1).lower() for m in SUBSCRIPTION_RE.finditer(text)}
@@ -407,17 +429,22 @@ def test_a_scrubbed_recording_still_replays_and_audits_the_same(tmp_path: Path) 
             arm_endpoint=emu.endpoint,
             connection_verify=emu.ca_bundle,
             max_workers=1,
+            graph=graph_for(estate, emu.endpoint),
         )
     text = path.read_text(encoding="utf-8")
     principals = {a["properties"]["principalId"] for a in estate["resources"]["roleAssignments"]}
-    for real in [*estate["subscriptions"], *principals]:
+    people = [v for o in estate["resources"]["directoryObjects"] if o["@odata.type"].endswith("user") for v in (
+        o["id"], o["displayName"], o["userPrincipalName"])]
+    assert "graph.microsoft.com/v1.0/directoryObjects/getByIds" in text and people
+    for real in [*estate["subscriptions"], *principals, *people]:
         assert real.lower() not in text.lower(), real
     subs = {m.group(1) for m in SUBSCRIPTION_RE.finditer(text)}
     assert subs and all(is_fake_guid(s) for s in subs)
 
     fake_subs = [scrubber.mapping[s.lower()] for s in estate["subscriptions"]]
     with vcrpy.VCR(record_mode="none", **shared_vcr_config()).use_cassette(str(path)) as cassette:
-        snap = collect(fake_subs, StaticTokenCredential(), arm_endpoint=ARM_ENDPOINT, max_workers=WORKERS)
+        graph = graph_for(estate, GRAPH_ENDPOINT)
+        snap = collect(fake_subs, StaticTokenCredential(), arm_endpoint=ARM_ENDPOINT, max_workers=WORKERS, graph=graph)
     assert snap.errors == [] and cassette.all_played
     replayed_statuses, replayed_rows = outcomes(snap)
     direct_statuses, direct_rows = outcomes(Snapshot.from_dict(estate))

@@ -231,10 +231,18 @@ def clean_run(harness: Harness) -> ScriptRun:
     return harness.run()
 
 
+GET_BY_IDS = "/v1.0/directoryObjects/getByIds"
+
+
+def only_reads(requests: list[RequestRecord]) -> bool:
+    """GET, and Microsoft Graph's getByIds: the one POST that reads."""
+    return bool(requests) and all(r.method == "GET" or (r.method, r.path) == ("POST", GET_BY_IDS) for r in requests)
+
+
 def assert_quiet(run: ScriptRun) -> None:
     """No traceback, no stdout (the report went to --output), only reads, no connection anywhere but loopback."""
     assert "Traceback" not in run.stderr and run.stdout == ""
-    assert run.writes == [] and {r.method for r in run.requests} == {"GET"}
+    assert run.writes == [] and only_reads(run.requests)
     assert run.blocked == []
 
 
@@ -276,11 +284,14 @@ def test_the_credential_came_from_the_stand_in_az(clean_run: ScriptRun) -> None:
     assert clean_run.az_calls, "DefaultAzureCredential did not use the Azure CLI"
     assert all(c.startswith("account get-access-token") for c in clean_run.az_calls)
     assert "--resource https://management.azure.com" in clean_run.az_calls[0]
+    # Microsoft Graph's token is asked for its own audience, and is sent to Graph's endpoint only.
+    assert any("--resource https://graph.microsoft.com" in c for c in clean_run.az_calls)
 
 
 def test_the_audit_only_read(clean_run: ScriptRun) -> None:
     assert clean_run.writes == []
-    assert clean_run.requests and {r.method for r in clean_run.requests} == {"GET"}
+    assert only_reads(clean_run.requests)
+    assert [r.path for r in clean_run.requests if r.method == "POST"] == [GET_BY_IDS]
     assert all(r.status == 200 for r in clean_run.requests)
 
 
@@ -383,3 +394,73 @@ def test_an_unknown_subscription_is_a_one_line_exit_2(harness: Harness) -> None:
     assert run.code == 2 and run.rows == []
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert missing in run.stderr and run.blocked == []
+
+
+# --------------------------------------------------------------------------------------------- Microsoft Graph
+
+
+DELETED_PRINCIPALS = {demo.DELETED, demo.ERIK}
+
+
+def verdicts(run: ScriptRun) -> list[tuple[str, ...]]:
+    """What the audit decided, row by row: everything but names (which Graph adds) and the timestamp."""
+    return sorted((r["resource_id"], r["check_id"], r["principal_id"], r["role_scope"], r["status"]) for r in run.rows)
+
+
+def test_every_principal_row_has_a_name_or_says_the_principal_is_deleted(clean_run: ScriptRun) -> None:
+    # Directory principals; AIB-GAL-005's rows name a subscription or tenant a gallery is shared with, not a principal.
+    principal_rows = [r for r in clean_run.rows if r["principal_id"] and r["principal_type"] not in ("Subscription", "AADTenant")]
+    assert principal_rows
+    for r in principal_rows:
+        if r["principal_id"] in DELETED_PRINCIPALS:
+            assert r["principal_name"] == "" and "deleted" in r["detail"], r
+        else:
+            assert r["principal_name"], r
+    (bob,) = [r for r in clean_run.rows_for("win2022-dev-weu", "AIB-LP-001") if r["principal_id"] == demo.BOB]
+    assert (bob["principal_name"], bob["principal_upn"]) == ("Bob Berg", "bob@contoso.com")
+    assert "Bob Berg <bob@contoso.com>" in bob["detail"]
+    # Erik left: ARM still says principalType User, Graph does not know him, so his row says deleted and fails.
+    (erik,) = [r for r in clean_run.rows_for("win2022-dev-weu", "AIB-LP-001") if r["principal_id"] == demo.ERIK]
+    assert (erik["status"], erik["principal_type"]) == ("FAIL", "User")
+    assert "Microsoft Graph does not know it" in erik["detail"]
+
+
+def test_a_graph_403_leaves_every_verdict_and_the_exit_code_as_they_were(harness: Harness, clean_run: ScriptRun) -> None:
+    run = harness.run(Faults(forbidden_scopes=("/v1.0",)))
+    assert run.code == clean_run.code == 1
+    assert_quiet(run)
+    assert [r.status for r in run.requests if r.path.startswith("/v1.0")] == [403]  # one getByIds, refused; no retry storm
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("aib-audit: warning:") and "Microsoft Graph" in line and "403" in line
+    assert {r["principal_name"] for r in run.rows} == {""}
+    # Nothing is marked deleted on the strength of an answer that was not given; everything else is the same.
+    clean = [v for v in verdicts(clean_run) if v[2] != demo.ERIK]
+    assert [v for v in verdicts(run) if v[2] != demo.ERIK] == clean
+    (erik,) = [r for r in run.rows_for("win2022-dev-weu", "AIB-LP-001") if r["principal_id"] == demo.ERIK]
+    assert erik["status"] == "FAIL" and "deleted" not in erik["detail"]  # fails for the limit only, as before Graph
+
+
+def test_no_graph_sends_nothing_to_graph(harness: Harness, clean_run: ScriptRun) -> None:
+    run = harness.run(extra=("--no-graph",))
+    assert (run.code, run.stderr) == (1, "")
+    assert not any(r.path.startswith("/v1.0") for r in run.requests)
+    assert not any("graph" in c for c in run.az_calls)
+    assert {r["principal_name"] for r in run.rows} == {""}
+
+
+def test_expand_groups_reports_each_member_through_its_group(harness: Harness) -> None:
+    run = harness.run(extra=("--expand-groups",))
+    assert (run.code, run.stderr) == (1, "")
+    assert_quiet(run)
+    reads = sorted(r.path for r in run.requests if r.path.startswith("/v1.0/groups/"))
+    groups = sorted({demo.PLATFORM_OWNERS, demo.IMAGE_ENGINEERS, demo.IMAGE_CONTRACTORS})
+    assert reads == [f"/v1.0/groups/{g}/transitiveMembers" for g in groups]  # one list per group, nested too
+    rows = run.rows_for("win2022-dev-weu", "AIB-LP-001")
+    (frank,) = [r for r in rows if r["principal_id"] == demo.FRANK]
+    assert frank["principal_name"] == "Frank Fischer" and frank["status"] == "FAIL"
+    assert "through group grp-image-engineers > grp-image-contractors" in frank["detail"]
+    # Carol is in both groups: one row, both paths.
+    carol = [r for r in rows if r["principal_id"] == demo.CAROL]
+    assert len(carol) == 1 and "grp-platform-owners" in carol[0]["detail"] and "grp-image-engineers" in carol[0]["detail"]
+    # The groups keep their own rows.
+    assert {demo.PLATFORM_OWNERS, demo.IMAGE_ENGINEERS} <= {r["principal_id"] for r in rows}

@@ -25,6 +25,9 @@ from auditor.snapshot import Snapshot
 
 from .decoys import BlackHole, Decoy, DecoyHit
 from .faults import HTML, TRUNCATED, FaultInjector, Faults
+from .graph_routes import GET_BY_IDS, GraphDirectory, is_graph_path
+from .graph_routes import forbidden as graph_forbidden
+from .graph_routes import unauthenticated as graph_unauthenticated
 from .resourcegraph import evaluate as evaluate_query
 from .responses import ArmError, Response
 from .routes import GENERIC_READ, Request, Route, Router
@@ -36,7 +39,8 @@ READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("PUT", "PATCH", "DELETE", "POST")
 # POSTs that only read: Resource Graph queries (answered over the estate, see resourcegraph.py). `listKeys` and
 # friends return secrets and are refused like writes.
-READ_ONLY_POSTS = ("/providers/microsoft.resourcegraph/resources",)
+# Microsoft Graph's getByIds reads directory objects by ID (graph_routes.py serves it).
+READ_ONLY_POSTS = ("/providers/microsoft.resourcegraph/resources", GET_BY_IDS)
 RESOURCE_GRAPH_READ = "Microsoft.ResourceGraph/resources/read"
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL_S = 0.05  # how soon stop() is noticed by the accept loop
@@ -71,6 +75,7 @@ class Emulator:
         tenant = Tenant.from_estate(estate.get("tenant") if isinstance(estate, dict) else None)
         self.faults = faults or Faults()
         self._router = Router(EstateStore(snapshot, tenant), page_size)
+        self._graph = GraphDirectory(snapshot, page_size)
         self._injector = FaultInjector(self.faults)
         self._lock = threading.Lock()
         self._seq = 0
@@ -213,12 +218,27 @@ class Emulator:
         if injector.on_path("hang_paths", path):
             return Response(0, delivery="hang"), False
         try:
-            response = self._read(method, path, params, authorization, body)
+            if is_graph_path(path):
+                response = self._graph_read(method, path, params, authorization, body)
+            else:
+                response = self._read(method, path, params, authorization, body)
         except ArmError as err:
             response = err.to_response()
         if injector.on_path("drip_paths", path):
             response.delivery = "drip"
         return response, False
+
+    def _graph_read(self, method: str, path: str, params: dict[str, str], authorization: str, body: bytes) -> Response:
+        """Microsoft Graph on the same host: bearer token, injected 5xx and 403s, then the directory."""
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise graph_unauthenticated()
+        status = self._injector.server_error()
+        if status is not None:
+            raise _server_error(status, {})
+        if self._injector.forbidden_scope(path) is not None:
+            raise graph_forbidden()
+        return self._maybe_break(path, self._graph.handle(method, path, params, body, self.endpoint))
 
     def _read(self, method: str, path: str, params: dict[str, str], authorization: str, body: bytes = b"") -> Response:
         scheme, _, token = authorization.strip().partition(" ")
