@@ -35,7 +35,14 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline import policies as core_policies
 from azure.core.rest import HttpRequest
 
-from auditor.azure import CallCounter, ReadOnlyGuard, pinned_policies, read_budget, transport_options
+from auditor.azure import (
+    BoundedRetryPolicy,
+    CallCounter,
+    ReadOnlyGuard,
+    pinned_policies,
+    read_budget,
+    transport_options,
+)
 from auditor.errors import CredentialError, UsageError
 from auditor.inventory import parse_role_assignment
 from auditor.limits import Limits
@@ -136,9 +143,23 @@ class GraphGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
         if (parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or 443) != self._origin:
             raise GraphRefused(f"refused to send the Graph token to {parts.scheme}://{parts.netloc} (not the Graph endpoint)")
         method = http.method.upper()
-        if method == "GET" or (method == "POST" and parts.path.rstrip("/").lower() == GET_BY_IDS.lower()):
+        if method == "GET" or _is_get_by_ids(method, http.url):
             return
         raise GraphRefused(f"aib-audit is read-only: refused {method} {http.url}")
+
+
+def _is_get_by_ids(method: str, url: str) -> bool:
+    return method.upper() == "POST" and urlsplit(url).path.rstrip("/").lower() == GET_BY_IDS.lower()
+
+
+class GraphRetryPolicy(BoundedRetryPolicy):
+    """The ARM clients' bounded retries, with getByIds retried like a GET: it reads, so sending it again after a
+    reset connection or a timeout is safe (stock azure-core retries a POST only on 500/503/504)."""
+
+    def _is_method_retryable(self, settings: dict[str, Any], request: Any, response: Any = None) -> bool:
+        if _is_get_by_ids(request.method, request.url):
+            return True
+        return bool(super()._is_method_retryable(settings, request, response))
 
 
 class GraphClient:
@@ -158,12 +179,10 @@ class GraphClient:
         self.counter = CallCounter()
         limits = limits or Limits()
         auth = core_policies.BearerTokenCredentialPolicy(credential, graph_scope(self.endpoint))
-        policies = [
-            GraphGuard(self.endpoint) if isinstance(p, ReadOnlyGuard) else p
-            for p in pinned_policies(self.endpoint, auth, limits, self.counter, retry_options)
-        ]
+        swap = {ReadOnlyGuard: GraphGuard(self.endpoint), BoundedRetryPolicy: GraphRetryPolicy(limits, **(retry_options or {}))}
+        self.policies = [swap.get(type(p), p) for p in pinned_policies(self.endpoint, auth, limits, self.counter, retry_options)]
         self._client: PipelineClient[Any, Any] = PipelineClient(
-            self.endpoint, policies=policies, connection_verify=connection_verify, **transport_options(limits)
+            self.endpoint, policies=self.policies, connection_verify=connection_verify, **transport_options(limits)
         )
 
     def _json(self, request: HttpRequest) -> dict[str, Any]:

@@ -92,8 +92,7 @@ def test_output_dev_stdout_prints_the_report(harness: Harness, tmp_path: Path) -
 
 def test_live_table_shows_hostile_text_escaped(harness: Harness) -> None:
     with Emulator(hostile_estate()) as emu:
-        # The hostile estate has no directory: the emulator's Graph answers 404 and a warning would say so.
-        args = ["--subscription", SUB, "--arm-endpoint", emu.endpoint, "--no-graph", *CHECKS]
+        args = ["--subscription", SUB, "--arm-endpoint", emu.endpoint, *CHECKS]
         code, out, err, _ = script(args, harness.env(emu.ca_bundle))
         json_code, json_out, _, _ = script([*args, "--format", "json"], harness.env(emu.ca_bundle))
     assert (code, err) == (1, "") and json_code == 1

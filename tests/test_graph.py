@@ -34,6 +34,7 @@ from auditor.graph import (
     settings,
 )
 from auditor.inventory import build_inventory
+from auditor.limits import Limits
 from auditor.policy import Policy
 from auditor.principals import count_principals
 from auditor.snapshot import Snapshot
@@ -210,12 +211,38 @@ def test_emulator_refuses_graph_writes_and_forbids_on_demand(emulator: StartEmul
     assert over.status_code == 400
 
 
-def test_an_estate_without_a_directory_serves_no_graph(emulator: StartEmulator) -> None:
+def test_an_estate_without_a_directory_audits_as_before_graph(emulator: StartEmulator) -> None:
+    """Estates written for ARM only get a nameless directory: no names, nobody deleted by Graph, no warning."""
     emu = emulator(estate(directory=False))
-    snap = collected(emu)
-    assert snap.errors == [] and not snap.resources.get("directoryObjects")
-    assert "could not be read (HTTP 404" in snap.meta["graph"]["notes"][0]
-    assert snap.meta["graph"]["looked_up"] == []
+    snap = collected(emu, expand=True)
+    assert snap.errors == [] and snap.meta["notes"] == [note for note in snap.meta["notes"] if "group" in note]
+    assert sorted(o["id"] for o in snap.resources["directoryObjects"]) == sorted([ANN, OUTER, GONE])
+    assert {o.get("displayName") for o in snap.resources["directoryObjects"]} == {None}
+    without = collect([SUB], StaticTokenCredential(), arm_endpoint=emu.endpoint, connection_verify=emu.ca_bundle)
+    assert [(f.principal_id, f.status, f.detail, f.principal_name) for f in lp001(snap)] == [
+        (f.principal_id, f.status, f.detail, "") for f in lp001(without)
+    ]
+    # Who is in a group, such an estate does not say: with --expand-groups the group is unbounded (fail closed).
+    assert "404 Request_ResourceNotFound" in snap.meta["graph"]["group_errors"][OUTER]
+
+
+def test_the_graph_pipeline_is_the_pinned_one_with_graphs_guard_and_retries() -> None:
+    from auditor.azure import EndpointGuard, ReadOnlyGuard
+    from auditor.graph import GraphRetryPolicy
+
+    client = GraphClient(StaticTokenCredential(), "https://graph.microsoft.com")
+    policies = [type(p) for p in client.policies]
+    assert ReadOnlyGuard not in policies and {GraphGuard, GraphRetryPolicy, EndpointGuard} <= set(policies)
+    # Both guards run before the token is added; the retry policy retries getByIds like a GET.
+    names = [p.__name__ for p in policies]
+    assert names.index("EndpointGuard") < names.index("BearerTokenCredentialPolicy")
+    assert names.index("GraphGuard") < names.index("BearerTokenCredentialPolicy")
+    retry = GraphRetryPolicy(Limits())
+    settings_ = retry.configure_retries({})
+    post = LegacyHttpRequest("POST", "https://graph.microsoft.com/v1.0/directoryObjects/getByIds")
+    assert retry._is_method_retryable(settings_, post)
+    assert not retry._is_method_retryable(settings_, LegacyHttpRequest("POST", "https://graph.microsoft.com/v1.0/groups"))
+    client.close()
 
 
 # --------------------------------------------------------------------------------------------- the collector

@@ -6,9 +6,13 @@
 - `GET /v1.0/groups/{id}/transitiveMembers` (`$top` up to 999, `$skiptoken`, an absolute `@odata.nextLink`): the
   group's `groupMembers` entry; 404 `Request_ResourceNotFound` for a group the directory does not hold.
 
-An estate without any `directoryObjects` has no directory: every Graph path answers 404, like a cloud without
-Graph. Errors use Graph's envelope (`{"error": {"code", "message", "innerError"}}`); the server's `--forbid
-/v1.0...` gives Graph's 403 `Authorization_RequestDenied`.
+An estate without any `directoryObjects` (one written before Graph, or for ARM only) gets a nameless directory:
+every principal its role assignments name exists, as the type ARM reports and without a display name, except
+principalType `Unknown` (deleted, as ARM says) and `ForeignGroup` (another tenant's); no group's members are
+known (404). So such an estate audits as it did before Graph: no names, the same verdicts, no warning. Errors use
+Graph's envelope (`{"error": {"code", "message", "innerError"}}`); the server's `--forbid /v1.0` gives Graph's
+403 `Authorization_RequestDenied` (an identity without directory read), for one group `--forbid
+/v1.0/groups/{id}`.
 """
 
 from __future__ import annotations
@@ -52,17 +56,16 @@ class GraphDirectory:
 
     def __init__(self, snapshot: Snapshot, page_size: int = DEFAULT_TOP) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
-        for obj in snapshot.resources.get("directoryObjects", []):
+        for obj in snapshot.resources.get("directoryObjects", []) or _nameless(snapshot):
             self.objects.setdefault(str(obj.get("id", "")).lower(), obj)
         self.members: dict[str, list[dict[str, Any]]] = {}
         for doc in snapshot.resources.get("groupMembers", []):
             listed = doc.get("transitiveMembers")
             self.members.setdefault(str(doc.get("id", "")).lower(), listed if isinstance(listed, list) else [])
         self.page_size = min(page_size, MAX_TOP)
+        self.nameless = not snapshot.resources.get("directoryObjects")
 
     def handle(self, method: str, path: str, params: dict[str, str], body: bytes, endpoint: str) -> Response:
-        if not self.objects:
-            raise graph_error(404, "Request_ResourceNotFound", "The aib-audit emulator serves no directory for this estate.")
         low = path.lower()
         if method == "POST" and low == GET_BY_IDS:
             return self._get_by_ids(body, endpoint)
@@ -94,7 +97,10 @@ class GraphDirectory:
                 "Request_ResourceNotFound",
                 f"Resource '{group_id}' does not exist or one of its queried reference-property objects are not present.",
             )
-        members = self.members.get(group_id.lower(), [])
+        members = self.members.get(group_id.lower())
+        if members is None and self.nameless:
+            raise graph_error(404, "Request_ResourceNotFound", f"The estate does not say who is in group '{group_id}'.")
+        members = members or []
         lower = {k.lower(): v for k, v in params.items()}
         try:
             top = int(lower.get("$top", self.page_size))
@@ -109,3 +115,22 @@ class GraphDirectory:
         if start + top < len(members):
             out["@odata.nextLink"] = f"{endpoint}{quote(path, safe='/')}?$top={top}&$skiptoken={start + top}"
         return json_response(200, out)
+
+
+# ARM principalType -> Graph @odata.type, for estates without a directory of their own.
+_GRAPH_TYPES = {"user": "user", "group": "group", "serviceprincipal": "servicePrincipal", "device": "device"}
+
+
+def _nameless(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """Directory objects for the principals an estate's role assignments name (see the module docstring)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ("roleAssignments", "roleEligibilityScheduleInstances"):
+        for doc in snapshot.resources.get(kind, []):
+            raw = doc.get("properties")
+            props: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            pid, arm_type = str(props.get("principalId") or ""), str(props.get("principalType") or "").lower()
+            if not pid or arm_type in ("unknown", "foreigngroup"):
+                continue
+            graph_type = _GRAPH_TYPES.get(arm_type, "directoryObject")
+            out.setdefault(pid.lower(), {"@odata.type": f"#microsoft.graph.{graph_type}", "id": pid})
+    return list(out.values())
