@@ -126,7 +126,7 @@ def _message(f: Finding, meta: CheckMeta | None) -> str:
     if f.status == Status.ERROR:
         return f"Could not be evaluated: {f.detail}"
     text = f.detail
-    if f.principal_name or f.principal_upn:
+    if (f.principal_name or f.principal_upn) and not (f.principal_name and f.principal_name in text):  # not twice
         who = " ".join(p for p in (f.principal_name, f"({f.principal_upn})" if f.principal_upn else "") if p)
         text = f"{text} [principal: {who}]"
     if f.status == Status.ACCEPTED:
