@@ -9,27 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import shutil
 import sys
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
+from auditor.command import AuditOptions, run_audit_command
 from auditor.errors import Interrupted, UsageError
 from auditor.limits import Limits
-from auditor.output import check_writable, emit
-from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE, RunInfo, render
-from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
-from auditor.sources import acquire, validate_graph
+from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE
 from auditor.textsafe import one_line, visible
 
 try:  # typer >= 0.20 vendors click; older typer uses click itself
@@ -73,158 +66,6 @@ app = typer.Typer(
     no_args_is_help=False,
     pretty_exceptions_enable=False,
 )
-
-
-# --------------------------------------------------------------------------------------------- options
-
-
-@dataclass
-class AuditOptions:
-    subscriptions: list[str] = field(default_factory=list)
-    demo: bool = False
-    snapshot: Path | None = None
-    snapshot_out: Path | None = None
-    fmt: str = "table"
-    output: Path | None = None
-    arm_endpoint: str | None = None
-    only: list[str] = field(default_factory=list)
-    skip: list[str] = field(default_factory=list)
-    policy: Path | None = None
-    max_workers: int = 8
-    exceptions: Path | None = None
-    baseline: Path | None = None
-    fail_on: str = "info"
-    fail_on_new: bool = False
-    reports: list[str] = field(default_factory=list)
-    timeout: float | None = None  # --timeout: the whole collection
-    read_timeout: float | None = None  # --read-timeout: one read, with its pages, retries and waits
-    connect_timeout: float | None = None  # --connect-timeout: one request's connect and TLS handshake
-    limits: Limits = field(default_factory=Limits)  # set by validate() from the three above
-    management_groups: list[str] = field(default_factory=list)
-    all_subscriptions: bool = False
-    exclude_subscriptions: list[str] = field(default_factory=list)
-    resource_graph: bool = True
-    no_graph: bool = False
-    graph_endpoint: str | None = None
-    expand_groups: bool = False
-    source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
-    scope: ScopeSpec | None = None  # the live scope, set by validate()
-
-
-def validate(opts: AuditOptions, environ: Mapping[str, str] | None = None) -> None:
-    """Exactly one source, and no option that the chosen source would silently ignore.
-
-    Live scope: --subscription, --management-group, --all-subscriptions (any mix), narrowed by
-    --exclude-subscription; with none of them and neither --demo nor --snapshot, AZURE_SUBSCRIPTION_ID.
-    """
-    live = bool(opts.subscriptions or opts.management_groups or opts.all_subscriptions)
-    given = [name for name, on in (("a live scope", live), ("--demo", opts.demo), ("--snapshot", opts.snapshot)) if on]
-    if len(given) > 1:
-        raise UsageError(f"give only one of a live scope ({SCOPE_FLAGS}), --demo and --snapshot (got {' and '.join(given)})")
-    if opts.demo or opts.snapshot:
-        live_only = (("--exclude-subscription", opts.exclude_subscriptions), ("--no-resource-graph", not opts.resource_graph))
-        for flag, on in live_only:
-            if on:
-                raise UsageError(f"{flag} only applies to a live scope ({SCOPE_FLAGS})")
-    else:
-        opts.scope = scope_spec(
-            opts.subscriptions,
-            opts.management_groups,
-            opts.all_subscriptions,
-            opts.exclude_subscriptions,
-            opts.resource_graph,
-            os.environ if environ is None else environ,
-        )
-    opts.source = "live" if opts.scope is not None else "demo" if opts.demo else "snapshot"
-    opts.subscriptions = list(opts.scope.subscriptions) if opts.scope is not None else []
-    if opts.arm_endpoint is not None:
-        if opts.scope is None:
-            raise UsageError("--arm-endpoint only applies to a live scope")
-        from auditor.azure import normalize_endpoint  # imports the Azure SDKs: only on the live path
-
-        opts.arm_endpoint = normalize_endpoint(opts.arm_endpoint)
-    validate_graph(opts)
-    if opts.snapshot and opts.snapshot_out:
-        raise UsageError("--snapshot-out saves what was collected; it cannot be combined with --snapshot")
-    opts.limits = _limits(opts)
-    for flag, path in (("--output", opts.output), ("--snapshot-out", opts.snapshot_out)):
-        if path is not None:
-            check_writable(flag, path)
-
-
-def _limits(opts: AuditOptions) -> Limits:
-    given = {"--timeout": opts.timeout, "--read-timeout": opts.read_timeout, "--connect-timeout": opts.connect_timeout}
-    named = [flag for flag, value in given.items() if value is not None]
-    if named and opts.source == "snapshot":
-        verb = "apply" if len(named) > 1 else "applies"
-        raise UsageError(f"{' and '.join(named)} only {verb} when reading ARM (--subscription or --demo), not --snapshot")
-    for flag in named:
-        value = given[flag]
-        if value is None or not (math.isfinite(value) and value > 0):
-            raise UsageError(f"{flag} must be a positive number of seconds (got {value:g})")
-    default = Limits()
-    return Limits(
-        run_timeout_s=default.run_timeout_s if opts.timeout is None else opts.timeout,
-        read_timeout_s=default.read_timeout_s if opts.read_timeout is None else opts.read_timeout,
-        connect_timeout_s=default.connect_timeout_s if opts.connect_timeout is None else opts.connect_timeout,
-    )
-
-
-# --------------------------------------------------------------------------------------------- the audit
-
-
-def _meta_int(meta: dict[str, Any], key: str) -> int:
-    value = meta.get(key, 0)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def run_audit_command(opts: AuditOptions) -> int:
-    from auditor import workflow
-    from auditor.audit import run_audit, select_checks
-    from auditor.inventory import build_inventory
-    from auditor.policy import Policy, load_policy
-
-    started = datetime.now(UTC)
-    validate(opts)
-    checks = select_checks(opts.only, opts.skip)  # unknown IDs fail before any network call
-    from checks.registry import catalog
-
-    policy = load_policy(opts.policy, known_checks=catalog()) if opts.policy is not None else Policy()
-    flow = workflow.prepare(  # exceptions, baseline and report paths: validated before any network call too
-        exceptions=opts.exceptions,
-        baseline=opts.baseline,
-        fail_on=opts.fail_on,
-        fail_on_new=opts.fail_on_new,
-        reports=opts.reports,
-        taken={"--output": opts.output, "--snapshot-out": opts.snapshot_out},
-        inputs={"--snapshot": opts.snapshot, "--policy": opts.policy, "--exceptions": opts.exceptions},
-        known_checks=list(catalog()),
-    )
-    snap = acquire(opts)
-    result = run_audit(build_inventory(snap, expand_groups=opts.expand_groups), checks, policy)
-    workflow.apply(flow, result, opts.subscriptions, started.date())
-    code = workflow.exit_code(flow, result)
-    run = RunInfo(
-        source=opts.source,
-        subscriptions=opts.subscriptions,
-        arm_endpoint=opts.arm_endpoint or "",
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        exit_code=code,
-        arm_calls=_meta_int(snap.meta, "arm_calls"),
-        throttled=_meta_int(snap.meta, "throttled"),
-        collected_at=str(snap.meta.get("collected_at") or ""),
-        fail_on=flow.fail_on,
-        fail_on_new=flow.fail_on_new,
-        exceptions=flow.exceptions_path,
-        baseline=flow.baseline_path,
-    )
-    to_terminal = opts.output is None and sys.stdout.isatty()
-    width = max(shutil.get_terminal_size((120, 24)).columns, 80) if to_terminal else 120
-    emit(render(opts.fmt, result, run, color=to_terminal and not os.environ.get("NO_COLOR"), width=width), opts.output)
-    workflow.write_reports(flow, result, run)
-    workflow.print_notes(result)
-    return code
 
 
 def _version(value: bool) -> None:

@@ -17,8 +17,8 @@ import pytest
 from auditor import resourcegraph, scope
 from auditor.audit import run_audit, select_checks
 from auditor.azure import ArmClients, StaticTokenCredential, WriteRefused, is_resource_graph_query
-from auditor.cli import AuditOptions, validate
 from auditor.collect import collect
+from auditor.command import AuditOptions, validate
 from auditor.emulator import Emulator, Faults
 from auditor.errors import SubscriptionError, UsageError
 from auditor.findings import Status
