@@ -46,6 +46,7 @@ from auditor.azure import (
 )
 from auditor.errors import UsageError
 from auditor.limits import NEXT_LINK_LOOP, READ_TIMEOUT, RUN_TIMEOUT, TOO_MANY_PAGES, Limits
+from auditor.pacing import lane_of
 from auditor.workers import DaemonPool, Task
 
 Doc = dict[str, Any]
@@ -395,11 +396,20 @@ class ReadRunner:
         message = f"not read before the run's time limit ({self.limits.run_timeout_s:g} s) ran out"
         return Outcome(read, failure=Failure(None, RUN_TIMEOUT, message))
 
+    def submit(self, read: Read) -> Task[Outcome]:
+        """Queue one read in its subscription's lane (auditor.workers); safe from any thread, a worker's too."""
+        return self.pool.submit(run_read, read, self.endpoint, self.limits, self.run_deadline, lane=lane_of(read.scope))
+
     def run(self, reads: list[Read], on_done: Callable[[int], None] | None = None) -> list[Outcome]:
         """Outcomes in submission order. `on_done(index)` is called as each read completes (for progress)."""
         if self.expired():
             return [self.run_timed_out(r) for r in reads]
-        tasks = [self.pool.submit(run_read, r, self.endpoint, self.limits, self.run_deadline) for r in reads]
+        return self.wait(reads, [self.submit(r) for r in reads], on_done)
+
+    def wait(
+        self, reads: list[Read], tasks: list[Task[Outcome]], on_done: Callable[[int], None] | None = None
+    ) -> list[Outcome]:
+        """Wait for submitted reads (`tasks[i]` runs `reads[i]`) against the wall clock; outcomes in that order."""
         results: list[Outcome | None] = [None] * len(tasks)
         pending = set(range(len(tasks)))
         try:
