@@ -42,7 +42,7 @@ from auditor.azure import ArmClients
 from auditor.errors import SubscriptionError
 from auditor.graph import GraphSettings, collect_directory
 from auditor.inventory import Template, parse_role_assignment, parse_template
-from auditor.limits import Limits
+from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.pacing import Pacer
 from auditor.reads import Outcome as _Outcome
 from auditor.reads import Read as _Read
@@ -74,7 +74,7 @@ def collect(
     *,
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT,
     connection_verify: bool | str = True,
-    max_workers: int = 8,
+    max_workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
     retry_options: dict[str, Any] | None = None,
     limits: Limits | None = None,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.emulator import Emulator, Faults
+from auditor.limits import DEFAULT_WORKERS
 from tests.bench_collector import ROWS as COLLECTOR_ROWS
 from tests.bench_collector import CollectorRow, collector_section, collector_table
 from tests.bench_emulator import FloorRow, OverheadRow, floor_table, measure_floor_row, measure_overhead, overhead_table
@@ -51,7 +52,7 @@ LATENCY_MS = 50.0
 BURST = 250
 REFILL_PER_S = 25.0
 PAGE_SIZE = 100
-WORKERS = 8  # the CLI's default --max-workers
+WORKERS = DEFAULT_WORKERS  # the CLI's default --max-workers
 # The fault mix: ARM having a bad few minutes. Every one of these is retried by the SDK (or ThrottleWait).
 MIX_TEMPLATES = 100
 MIX_THROTTLE_RATE = 0.3  # 429 with Retry-After: 1
