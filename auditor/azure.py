@@ -36,6 +36,9 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.errors import CredentialError, UsageError
 from auditor.limits import FOREIGN_ENDPOINT, READ_TIMEOUT, RETRY_AFTER_TOO_LONG, RUN_TIMEOUT, Limits
+from auditor.pacing import Pacer, PacingPolicy
+from auditor.sessions import SharedToken, close_transport, shared_transport
+from auditor.workers import pause
 
 # ARM host -> token audience. Sovereign clouds have their own; anything else (the emulator, a private
 # endpoint, Azure Stack is out of scope) asks for a public-cloud ARM token.
@@ -273,7 +276,9 @@ class ReadBudget:
         if seconds >= self.remaining():
             raise self.timed_out()
         self.waited_s += seconds
-        time.sleep(seconds)
+        # A worker waiting out ARM lends its seat to another subscription's reads meanwhile (auditor.workers).
+        if not pause(seconds, self.deadline):
+            raise self.timed_out()
 
 
 _budget = threading.local()
@@ -405,6 +410,16 @@ class ThrottleWait(core_policies.HTTPPolicy):  # type: ignore[type-arg]
             response = self.next.send(request)
 
 
+def pacing_wait(seconds: float) -> None:
+    """Wait for a token of the subscription's bucket (auditor.pacing) within the read's deadline, lending the
+    worker's seat meanwhile. Not counted against the read's waiting allowance: it is not ARM refusing it."""
+    budget = current_budget()
+    if budget is not None and seconds >= budget.remaining():
+        raise budget.timed_out()
+    if not pause(seconds, budget.deadline if budget is not None else None) and budget is not None:
+        raise budget.timed_out()
+
+
 class CallCounter(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
     """Counts every HTTP request sent (retries included: it runs per retry) and every 429 seen (azqr-style)."""
 
@@ -429,6 +444,7 @@ def pinned_policies(
     limits: Limits,
     counter: CallCounter | None = None,
     retry_options: dict[str, Any] | None = None,
+    pacer: Pacer | None = None,
 ) -> list[Any]:
     """The policy list for one named endpoint (ARM here; Graph uses the same with its own endpoint and auth).
 
@@ -437,6 +453,8 @@ def pinned_policies(
     - redirects followed only a few hops and only within the endpoint;
     - below the retry and redirect policies and BEFORE the auth policy, the endpoint guard and the read-only
       guard, so a request for another host or a write is refused before it carries a token, on every attempt;
+    - below them, per attempt, the pacing of each subscription's reads (auditor.pacing: ARM's remaining-reads
+      header and 429s), then the attempt's timeouts, so waiting for ARM's bucket never eats a socket timeout;
     - the counter after them, so it counts what was actually sent.
     """
     return [
@@ -451,6 +469,7 @@ def pinned_policies(
         BoundedRetryPolicy(limits, **(retry_options or {})),
         EndpointGuard(endpoint),
         ReadOnlyGuard(endpoint),
+        *([PacingPolicy(pacer, pacing_wait)] if pacer is not None else []),
         AttemptTimeouts(limits),
         auth_policy,
         core_policies.CustomHookPolicy(),
@@ -487,29 +506,34 @@ class ArmClients:
         connection_verify: bool | str = True,
         retry_options: dict[str, Any] | None = None,
         limits: Limits | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
-        self.credential = credential
+        # Every client shares one token and one HTTP session (auditor.sessions): clients are per subscription.
+        self.credential: TokenCredential = SharedToken(credential)
         self.endpoint = normalize_endpoint(arm_endpoint)
         self.scope = credential_scope(self.endpoint)
         self.connection_verify = connection_verify
         self.limits = limits or Limits()
         self.counter = CallCounter()
+        self.pacer = pacer or Pacer()
         self._retry_options = dict(retry_options or {})
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._stack = ExitStack()
+        self._transport = shared_transport(connection_verify, self.limits)
+        self._transport.open()  # now, so threads never race to create its session
+        self._stack.callback(close_transport, self._transport)
 
     def _policies(self) -> list[Any]:
         auth = ARMChallengeAuthenticationPolicy(self.credential, self.scope)
-        return pinned_policies(self.endpoint, auth, self.limits, self.counter, self._retry_options)
+        return pinned_policies(self.endpoint, auth, self.limits, self.counter, self._retry_options, self.pacer)
 
     def _options(self) -> dict[str, Any]:
         return {
             "base_url": self.endpoint,
             "credential_scopes": [self.scope],
             "policies": self._policies(),
-            "connection_verify": self.connection_verify,
-            **transport_options(self.limits),
+            "transport": self._transport,
         }
 
     def _get(self, name: str, subscription: str, make: Callable[[dict[str, Any]], ClientT]) -> ClientT:
@@ -517,8 +541,7 @@ class ArmClients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                # Entering opens the transport now, so threads never race to create its session.
-                client = self._stack.enter_context(make(self._options()))  # type: ignore[arg-type]
+                client = make(self._options())  # holds nothing of its own to close: the transport is shared
                 self._clients[key] = client
             return client  # type: ignore[no-any-return]
 

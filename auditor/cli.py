@@ -21,7 +21,7 @@ import typer
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.command import AuditOptions, run_audit_command
 from auditor.errors import Interrupted, UsageError
-from auditor.limits import Limits
+from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE
 from auditor.textsafe import one_line, visible
 
@@ -101,7 +101,9 @@ def audit(
         list[str] | None, typer.Option("--skip-check", metavar="ID", help="Skip this check ID (repeatable).")
     ] = None,
     policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="Audit policy file (TOML or YAML).")] = None,
-    max_workers: Annotated[int, typer.Option("--max-workers", metavar="N", min=1, max=64, help="Parallel ARM reads.")] = 8,
+    max_workers: Annotated[
+        int, typer.Option("--max-workers", metavar="N", min=1, max=64, help="ARM reads in flight (each subscription paced).")
+    ] = DEFAULT_WORKERS,
     exceptions: Annotated[
         Path | None,
         typer.Option("--exceptions", metavar="FILE", help="Accepted risks (TOML or YAML): matching FAILs become ACCEPTED."),

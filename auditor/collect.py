@@ -11,21 +11,26 @@ Reads are subscription-wide and joined in memory later, so the number of ARM cal
            eligibilities, custom role definitions, user-assigned identities, galleries; once per run, the
            built-in role definitions (tenant scope `/`: they are the same in every subscription); the
            management-group and root scopes the RBAC lists returned are kept as the subscription's ancestors
-  phase 2  what phase 1 points at: triggers per template, staging RGs not in the RG list, role
+  phase 2  what phase 1 points at: triggers per template (each started as soon as the template-list page that
+           holds the template arrives, applied only once the whole list was read), staging RGs not in the RG list, role
            definitions that were not listed (custom roles defined at a management group), identities and
            target galleries not listed (often in another subscription), image definitions and, outside the
            audited subscriptions, the locks of every target gallery; a listed target gallery shared to Groups
            is read again with `$expand=sharingProfile/Groups` (lists never carry whom it is shared with), and
            that body replaces the listed one
 
-Documents are kept as ARM returned them: each response body is captured with the per-operation
-`raw_response_hook` and its `value` items (or the body of a single GET) are stored; SDK models are
-only used to drive paging. A read that fails is recorded in the snapshot and the run goes on.
+Documents are kept as ARM returned them: lists are paged raw through the SDK clients' pipelines (auditor.reads:
+the SDK builds each request, nothing is deserialized into models) and their `value` items stored; a single GET's
+body is captured with the per-operation `raw_response_hook`. A read that fails is recorded in the snapshot and the
+run goes on. Reads queue per subscription and are paced to each subscription's ARM bucket (auditor.pacing,
+auditor.workers), so a throttled subscription never idles the others.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -37,13 +42,14 @@ from auditor.azure import ArmClients
 from auditor.errors import SubscriptionError
 from auditor.graph import GraphSettings, collect_directory
 from auditor.inventory import Template, parse_role_assignment, parse_template
-from auditor.limits import Limits
+from auditor.limits import DEFAULT_WORKERS, Limits
+from auditor.pacing import Pacer
 from auditor.reads import Outcome as _Outcome
 from auditor.reads import Read as _Read
 from auditor.reads import ReadRunner
 from auditor.scope import ScopeSpec
 from auditor.snapshot import Snapshot
-from auditor.workers import DaemonPool
+from auditor.workers import DaemonPool, Task
 
 Progress = Callable[[str], None]
 Doc = dict[str, Any]
@@ -68,7 +74,7 @@ def collect(
     *,
     arm_endpoint: str = DEFAULT_ARM_ENDPOINT,
     connection_verify: bool | str = True,
-    max_workers: int = 8,
+    max_workers: int = DEFAULT_WORKERS,
     progress: Progress | None = None,
     retry_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
@@ -92,10 +98,13 @@ def collect(
     run_deadline = time.monotonic() + limits.run_timeout_s
     say = progress or (lambda _msg: None)
     started = _now()
-    # Daemon workers: a read stuck on a socket never keeps a finished, timed-out or interrupted run alive.
-    pool = DaemonPool(max_workers)
+    # Daemon workers: a read stuck on a socket never keeps a finished, timed-out or interrupted run alive. Reads
+    # queue per subscription and are paced to each subscription's ARM bucket (auditor.pacing).
+    pacer = Pacer(max_pause_s=limits.max_retry_after_s)
+    pool = DaemonPool(max_workers, ready=pacer.ready_at)
+    pacer.wake = pool.wake
     try:
-        with ArmClients(credential, arm_endpoint, connection_verify, retry_options, limits) as arm:
+        with ArmClients(credential, arm_endpoint, connection_verify, retry_options, limits, pacer) as arm:
             runner = ReadRunner(pool, arm.endpoint, limits, run_deadline)
             scope, unreadable = discover.resolve(arm, spec, pool, runner, say)
             snap = Snapshot(subscriptions=scope.audited)
@@ -146,10 +155,15 @@ class _Collector:
         self.audited = {s.lower() for s in snap.subscriptions}
         self.failed_lists: set[tuple[str, str]] = set()  # (kind, subscription) whose subscription-wide list failed
         self.recorded: set[tuple[str, str, int | None, str]] = set()
+        # Trigger reads started as their template's list page arrived, by template ID (see _early_triggers).
+        self.early: dict[str, deque[tuple[_Read, Task[_Outcome]]]] = {}
+        self._early_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- running reads
 
-    def _run_all(self, reads: list[_Read], counted: int = 0, label: str = "") -> list[_Outcome]:
+    def _run_all(
+        self, reads: list[_Read], counted: int = 0, label: str = "", tasks: list[Task[_Outcome]] | None = None
+    ) -> list[_Outcome]:
         """Run reads concurrently (bounded by the pool and the deadlines); apply outcomes in submission order
         (deterministic). The first `counted` reads are reported as they finish: "<label> 12/40"."""
         step = max(1, counted // 20)
@@ -162,7 +176,7 @@ class _Collector:
                 if done == counted or done % step == 0:
                     self.say(f"{label} {done}/{counted}")
 
-        outcomes = self.runner.run(reads, on_done)
+        outcomes = self.runner.run(reads, on_done) if tasks is None else self.runner.wait(reads, tasks, on_done)
         for out in outcomes:
             self._apply(out)
         return outcomes
@@ -241,7 +255,13 @@ class _Collector:
         compute = self.arm.compute(sub)
         msi = self.arm.msi(sub)
         return [
-            _Read("imageTemplates", scope, ib.virtual_machine_image_templates.list, label="image templates"),
+            _Read(
+                "imageTemplates",
+                scope,
+                ib.virtual_machine_image_templates.list,
+                label="image templates",
+                on_page=self._early_triggers,
+            ),
             _Read("locks", scope, locks.management_locks.list_at_subscription_level, label="locks"),
             _Read("resourceGroups", scope, res.resource_groups.list, label="resource groups"),
             _Read("roleAssignments", scope, auth.role_assignments.list_for_subscription, label="role assignments"),
@@ -271,16 +291,43 @@ class _Collector:
 
     # ----------------------------------------------------------------------------------------- phase 2
 
+    def _early_triggers(self, docs: list[Doc]) -> None:
+        """The template list's page hook (in its worker): start each listed template's trigger read now, rather
+        than after every subscription-wide list. Its outcome is only applied if the whole template list is read:
+        a list that fails later leaves no trigger of its templates behind (follow_references drops them)."""
+        for doc in docs:
+            if not doc.get("id"):
+                continue
+            read = self._trigger_read(parse_template(doc))
+            task = self.runner.submit(read)
+            with self._early_lock:
+                self.early.setdefault(ids.norm(read.scope), deque()).append((read, task))
+
     def follow_references(self) -> None:
         # The inventory's own parser reads the references (pure JSON -> dataclasses): one reading of a template.
         templates = [parse_template(d) for d in self._docs("imageTemplates") if d.get("id")]
-        trigger_reads = [self._trigger_read(t) for t in templates]
+        trigger_reads: list[_Read] = []
+        tasks: list[Task[_Outcome]] = []
+        with self._early_lock:
+            early, self.early = self.early, {}
+        for t in templates:
+            started = early.get(ids.norm(t.id))
+            read, task = started.popleft() if started else (None, None)
+            if read is None or task is None:  # a list paged the SDK's way: no page hook ran
+                read = self._trigger_read(t)
+                task = self.runner.submit(read)
+            trigger_reads.append(read)
+            tasks.append(task)
+        for leftover in early.values():  # templates of a list that failed: not in the snapshot, not read
+            for _read, task in leftover:
+                self.runner.pool.abandon(task)
         others = self._staging_rg_reads(templates) + self._role_definition_reads() + self._identity_reads(templates)
         others += self._gallery_reads(templates)
         if trigger_reads:
             self.say(f"listing triggers of {len(trigger_reads)} image templates")
-        # One batch keeps the pool busy; triggers (submitted first) are reported as they complete.
-        self._run_all(trigger_reads + others, counted=len(trigger_reads), label="triggers")
+        # One batch keeps the pool busy; triggers (mostly running already) are reported as they complete.
+        tasks += [self.runner.submit(r) for r in others]
+        self._run_all(trigger_reads + others, counted=len(trigger_reads), label="triggers", tasks=tasks)
 
     def _trigger_read(self, template: Template) -> _Read:
         tid = template.id

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import UsageError
-from auditor.limits import Limits
+from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.output import check_writable, emit
 from auditor.reports import RunInfo, render
 from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
@@ -37,7 +37,7 @@ class AuditOptions:
     only: list[str] = field(default_factory=list)
     skip: list[str] = field(default_factory=list)
     policy: Path | None = None
-    max_workers: int = 8
+    max_workers: int = DEFAULT_WORKERS
     exceptions: Path | None = None
     baseline: Path | None = None
     fail_on: str = "info"

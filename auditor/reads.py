@@ -31,6 +31,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.paging import ItemPaged
 from azure.core.pipeline import PipelineResponse
 
 from auditor.azure import (
@@ -45,6 +46,7 @@ from auditor.azure import (
 )
 from auditor.errors import UsageError
 from auditor.limits import NEXT_LINK_LOOP, READ_TIMEOUT, RUN_TIMEOUT, TOO_MANY_PAGES, Limits
+from auditor.pacing import lane_of
 from auditor.workers import DaemonPool, Task
 
 Doc = dict[str, Any]
@@ -90,8 +92,10 @@ class Capture:
     before anything is sent to where the link points.
     """
 
-    def __init__(self, endpoint: str = "", max_pages: int = 1000, single: bool = False) -> None:
+    def __init__(self, endpoint: str = "", max_pages: int = 1000, single: bool = False, raw: bool = False) -> None:
         self.bodies: list[str] = []
+        self.items: list[Doc] = []  # raw paging: every page's items, parsed once
+        self.raw = raw
         self.last_status: int | None = None
         self.last_type = ""  # Content-Type and start of the last body: what to say when it is not ARM JSON
         self.last_head = ""
@@ -103,19 +107,34 @@ class Capture:
     def __call__(self, pipeline_response: PipelineResponse) -> None:  # type: ignore[type-arg]
         http = pipeline_response.http_response
         self.last_status = http.status_code
-        text = http.text()
         self.last_type = str(http.headers.get("Content-Type") or "")
+        if self.raw:  # raw paging: the page is taken (and checked) by accept_page, from the parsed body
+            self.last_head = http.body()[:4096].decode("utf-8", "replace")
+            return
+        text = http.text()
         self.last_head = text[:4096]
         if http.status_code != 200:
             return
         self.bodies.append(text)
         if not self.single:
-            self._check_paging(pipeline_response.http_request.url, text)
+            self._check_paging(pipeline_response.http_request.url, _next_link(text))
 
-    def _check_paging(self, url: str, text: str) -> None:
+    def accept_page(self, pipeline_response: PipelineResponse) -> str | None:  # type: ignore[type-arg]
+        """Raw paging: keep one page's items (parsed once, by the pipeline's ContentDecodePolicy) and return the
+        nextLink to follow, after the same loop, foreign-host and page-cap checks as the hook."""
+        body = pipeline_response.context.get("deserialized_data")
+        if not isinstance(body, dict):  # not JSON by its Content-Type: parse it ourselves, to say what it is
+            body = _parse(pipeline_response.http_response.text())
+        self.bodies.append("")  # counts the page; its items are kept parsed
+        self.items.extend(_value_of(body))
+        link = body.get("nextLink") if isinstance(body, dict) else None
+        link = link if isinstance(link, str) and link.strip() else None
+        self._check_paging(pipeline_response.http_request.url, link)
+        return link
+
+    def _check_paging(self, url: str, link: str | None) -> None:
         pages = len(self.bodies)
         self._seen.add(_page_key(url))
-        link = _next_link(text)
         if link is None:
             return
         if pages >= self.max_pages:
@@ -143,15 +162,32 @@ def _parse(text: str) -> Any:
         raise _BadBody(f"response body is not valid JSON: {exc}") from None
 
 
+def _value_of(body: Any) -> list[Doc]:
+    value = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _BadBody('list response has no "value" array of objects')
+    return value
+
+
 def _page_items(capture: Capture) -> list[Doc]:
+    if capture.raw:
+        return capture.items
     items: list[Doc] = []
     for text in capture.bodies:
-        body = _parse(text)
-        value = body.get("value") if isinstance(body, dict) else None
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise _BadBody('list response has no "value" array of objects')
-        items.extend(value)
+        items.extend(_value_of(_parse(text)))
     return items
+
+
+def raw_pager(pager: Any) -> Callable[[str | None], Any] | None:
+    """The page fetcher inside an SDK pager: `get_next(next_link)` runs the client's own pipeline on the request
+    the SDK builds (same URL, api-version and nextLink handling) and raises the SDK's HttpResponseError on a
+    non-200, but leaves the body alone. Iterating the pager would also deserialize every item into a model the
+    collector throws away (most of its CPU per read). Every generated ARM list operation returns
+    `ItemPaged(get_next, extract_data)`; anything else (None here) is iterated the SDK's way."""
+    args = getattr(pager, "_args", None) if isinstance(pager, ItemPaged) else None
+    if not isinstance(args, tuple) or len(args) != 2 or not callable(args[0]):
+        return None
+    return args[0]  # type: ignore[no-any-return]
 
 
 def _single_doc(capture: Capture) -> list[Doc]:
@@ -186,6 +222,8 @@ class Read:
     single: bool = False
     label: str = ""
     replace: bool = False  # the body replaces a listed copy of the same resource (Snapshot.put)
+    # Called (in the read's worker) with each page's items as it arrives, before the next page is asked for.
+    on_page: Callable[[list[Doc]], None] | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         return f"{self.label or self.kind} at {self.scope}"
@@ -283,12 +321,30 @@ def run_read(read: Read, endpoint: str = "", limits: Limits | None = None, run_d
         return _run(read, capture)
 
 
+def _pages(read: Read, result: Any, capture: Capture) -> None:
+    """Drive a list to its last page: raw (each page's JSON as the pipeline parsed it) when the SDK pager allows,
+    else the SDK's way (the hook keeps each page's body)."""
+    get_next = raw_pager(result)
+    if get_next is None:
+        for _ in result:
+            pass
+        return
+    capture.raw = True
+    link: str | None = None
+    while True:
+        before = len(capture.items)
+        link = capture.accept_page(get_next(link))
+        if read.on_page is not None:
+            read.on_page(capture.items[before:])
+        if link is None:
+            return
+
+
 def _run(read: Read, capture: Capture) -> Outcome:
     try:
         result = read.op(*read.args, raw_response_hook=capture, **read.kwargs)
         if not read.single:
-            for _ in result:  # drive the pager to the last page; the hook keeps each page's body
-                pass
+            _pages(read, result, capture)
         docs = _single_doc(capture) if read.single else _page_items(capture)
     except (UsageError, WriteRefused):
         raise
@@ -340,11 +396,20 @@ class ReadRunner:
         message = f"not read before the run's time limit ({self.limits.run_timeout_s:g} s) ran out"
         return Outcome(read, failure=Failure(None, RUN_TIMEOUT, message))
 
+    def submit(self, read: Read) -> Task[Outcome]:
+        """Queue one read in its subscription's lane (auditor.workers); safe from any thread, a worker's too."""
+        return self.pool.submit(run_read, read, self.endpoint, self.limits, self.run_deadline, lane=lane_of(read.scope))
+
     def run(self, reads: list[Read], on_done: Callable[[int], None] | None = None) -> list[Outcome]:
         """Outcomes in submission order. `on_done(index)` is called as each read completes (for progress)."""
         if self.expired():
             return [self.run_timed_out(r) for r in reads]
-        tasks = [self.pool.submit(run_read, r, self.endpoint, self.limits, self.run_deadline) for r in reads]
+        return self.wait(reads, [self.submit(r) for r in reads], on_done)
+
+    def wait(
+        self, reads: list[Read], tasks: list[Task[Outcome]], on_done: Callable[[int], None] | None = None
+    ) -> list[Outcome]:
+        """Wait for submitted reads (`tasks[i]` runs `reads[i]`) against the wall clock; outcomes in that order."""
         results: list[Outcome | None] = [None] * len(tasks)
         pending = set(range(len(tasks)))
         try:

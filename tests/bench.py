@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from auditor.emulator import Emulator, Faults
+from auditor.limits import DEFAULT_WORKERS
+from tests.bench_collector import ROWS as COLLECTOR_ROWS
+from tests.bench_collector import CollectorRow, collector_section, collector_table
 from tests.bench_emulator import FloorRow, OverheadRow, floor_table, measure_floor_row, measure_overhead, overhead_table
 from tests.bench_emulator import section as floor_section
 from tests.bench_tenant import DEFAULT_SIZE, TenantRow, measure_tenant, tenant_table
@@ -49,7 +52,7 @@ LATENCY_MS = 50.0
 BURST = 250
 REFILL_PER_S = 25.0
 PAGE_SIZE = 100
-WORKERS = 8  # the CLI's default --max-workers
+WORKERS = DEFAULT_WORKERS  # the CLI's default --max-workers
 # The fault mix: ARM having a bad few minutes. Every one of these is retried by the SDK (or ThrottleWait).
 MIX_TEMPLATES = 100
 MIX_THROTTLE_RATE = 0.3  # 429 with Retry-After: 1
@@ -396,6 +399,19 @@ def measure_floor_rows(n: int) -> tuple[OverheadRow, list[FloorRow]]:
         floor_rows.append(measure_floor_row(subs, n, seed=SEED))
         print(f"  {asdict(floor_rows[-1])}", flush=True)
     return overhead, floor_rows
+def measure_collector_rows() -> list[CollectorRow]:
+    """The installed CLI end to end against each subscription's own bucket (tests.bench_collector)."""
+    import tempfile
+
+    from tests.bench_collector import measure as measure_end_to_end
+
+    out: list[CollectorRow] = []
+    for subs, each in COLLECTOR_ROWS:
+        print(f"aib-audit end to end: {subs} subscriptions x {each} templates ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="aib-bench-") as tmp:
+            out.append(measure_end_to_end(subs, each, Path(tmp)))
+        print(f"  {asdict(out[-1])} ratio {out[-1].ratio:.2f}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,8 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     print("rendering every report format for 1,000 templates ...", flush=True)
     reports = bench_reports.section(bench_reports.measure())
     overhead, floor_rows = measure_floor_rows(max(sizes))
+    collector_rows = measure_collector_rows()
     text = report(rows, mix, rbac, started, time.perf_counter() - t0, tenant_rows) + "\n" + "\n".join(reports)
     text += "\n" + "\n".join(floor_section(overhead, floor_rows))
+    text += "\n" + "\n".join(collector_section(collector_rows))
     OUT.write_text(text, encoding="utf-8")
     print()
     print("\n".join(collection_table(rows)))
@@ -438,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(floor_table(floor_rows)))
     print()
     print("\n".join(overhead_table(overhead)))
+    print()
+    print("\n".join(collector_table(collector_rows)))
     print(f"\nwritten to {OUT}")
     return 0
 

@@ -753,3 +753,20 @@ def test_snapshot_validates_subscription_ancestors(value: Any, message: str) -> 
     # Absent means "not recorded": old snapshots load, and save without the field.
     plain = Snapshot.from_dict(b.snapshot([SUB], {}))
     assert plain.subscription_ancestors == {} and "subscriptionAncestors" not in plain.to_dict()
+
+
+def test_every_list_the_collector_makes_is_paged_raw() -> None:
+    """Each subscription-wide list (and the trigger list) is driven through the SDK's own page fetcher, so no page
+    is deserialized into models: a pager the collector cannot page raw would silently cost most of its CPU."""
+    from auditor.azure import ArmClients, StaticTokenCredential
+    from auditor.collect import _Collector
+    from auditor.reads import raw_pager
+    from auditor.snapshot import Snapshot
+
+    sub = "00000000-0000-0000-0000-0000000000aa"
+    with ArmClients(StaticTokenCredential(), "https://127.0.0.1:9") as arm:
+        collector = _Collector(arm, Snapshot(subscriptions=[sub]), None, lambda _m: None)  # type: ignore[arg-type]
+        reads = collector._subscription_reads(sub)
+        trigger = arm.imagebuilder(sub).triggers.list_by_image_template
+        pagers = [r.op(*r.args, **r.kwargs) for r in reads] + [trigger("rg", "tpl")]  # building a pager sends nothing
+        assert all(callable(raw_pager(p)) for p in pagers)
