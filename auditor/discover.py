@@ -32,9 +32,10 @@ from azure.core.exceptions import (
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from auditor import ids, resourcegraph, scope
-from auditor.azure import ArmClients, ReadLimitExceeded, credential_error, read_budget
+from auditor.azure import ArmClients, credential_error
 from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
 from auditor.limits import Limits
+from auditor.pipeline import ReadLimitExceeded, read_budget
 from auditor.reads import GRACE_S, Capture, Failure, Read, ReadRunner, _parse, connection_reason, http_failure
 from auditor.scope import ScopeResult, ScopeSpec
 from auditor.workers import DaemonPool, Task

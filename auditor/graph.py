@@ -35,17 +35,10 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline import policies as core_policies
 from azure.core.rest import HttpRequest
 
-from auditor.azure import (
-    BoundedRetryPolicy,
-    CallCounter,
-    ReadOnlyGuard,
-    pinned_policies,
-    read_budget,
-    transport_options,
-)
 from auditor.errors import CredentialError, UsageError
 from auditor.inventory import parse_role_assignment
 from auditor.limits import Limits
+from auditor.pipeline import BoundedRetryPolicy, CallCounter, ReadOnlyGuard, pinned_policies, read_budget, transport_options
 from auditor.reads import GRACE_S
 from auditor.snapshot import Snapshot
 from auditor.workers import DaemonPool

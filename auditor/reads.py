@@ -34,19 +34,19 @@ from azure.core.exceptions import (
 from azure.core.paging import ItemPaged
 from azure.core.pipeline import PipelineResponse
 
-from auditor.azure import (
+from auditor.azure import credential_error
+from auditor.errors import UsageError
+from auditor.limits import NEXT_LINK_LOOP, READ_TIMEOUT, RUN_TIMEOUT, TOO_MANY_PAGES, Limits
+from auditor.pacing import lane_of
+from auditor.pipeline import (
     ForeignEndpointRefused,
     ReadLimitExceeded,
     RetryAfterTooLong,
     WriteRefused,
-    credential_error,
     origin,
     read_budget,
     same_origin,
 )
-from auditor.errors import UsageError
-from auditor.limits import NEXT_LINK_LOOP, READ_TIMEOUT, RUN_TIMEOUT, TOO_MANY_PAGES, Limits
-from auditor.pacing import lane_of
 from auditor.workers import DaemonPool, Task
 
 Doc = dict[str, Any]

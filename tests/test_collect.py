@@ -22,20 +22,12 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
 from auditor.audit import run_audit, select_checks
-from auditor.azure import (
-    ArmClients,
-    CallCounter,
-    StaticTokenCredential,
-    ThrottleWait,
-    WriteRefused,
-    credential_scope,
-    default_credential,
-    normalize_endpoint,
-)
+from auditor.azure import ArmClients, StaticTokenCredential, credential_scope, default_credential, normalize_endpoint
 from auditor.collect import collect
 from auditor.emulator import Emulator, Faults
 from auditor.errors import CredentialError, EndpointError, SubscriptionError, UsageError
 from auditor.inventory import build_inventory
+from auditor.pipeline import CallCounter, ThrottleWait, WriteRefused
 from auditor.snapshot import KINDS, PERMISSIONS, Snapshot, SnapshotError
 from fixtures import builders as b
 from fixtures import roles

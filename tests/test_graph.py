@@ -227,8 +227,8 @@ def test_an_estate_without_a_directory_audits_as_before_graph(emulator: StartEmu
 
 
 def test_the_graph_pipeline_is_the_pinned_one_with_graphs_guard_and_retries() -> None:
-    from auditor.azure import EndpointGuard, ReadOnlyGuard
     from auditor.graph import GraphRetryPolicy
+    from auditor.pipeline import EndpointGuard, ReadOnlyGuard
 
     client = GraphClient(StaticTokenCredential(), "https://graph.microsoft.com")
     policies = [type(p) for p in client.policies]

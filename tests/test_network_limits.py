@@ -19,18 +19,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
 from auditor.audit import run_audit, select_checks
-from auditor.azure import (
-    ArmClients,
-    BoundedRetryPolicy,
-    EndpointGuard,
-    ForeignEndpointRefused,
-    ReadBudget,
-    ReadTimedOut,
-    RetryAfterTooLong,
-    StaticTokenCredential,
-    ThrottleWait,
-    same_origin,
-)
+from auditor.azure import ArmClients, StaticTokenCredential
 from auditor.collect import collect
 from auditor.emulator import BlackHole, DecoyHit, Emulator, Faults
 from auditor.errors import EndpointError
@@ -44,6 +33,16 @@ from auditor.limits import (
     RUN_TIMEOUT,
     TOO_MANY_PAGES,
     Limits,
+)
+from auditor.pipeline import (
+    BoundedRetryPolicy,
+    EndpointGuard,
+    ForeignEndpointRefused,
+    ReadBudget,
+    ReadTimedOut,
+    RetryAfterTooLong,
+    ThrottleWait,
+    same_origin,
 )
 from auditor.reads import Read, run_read
 from auditor.reports import exit_code_for

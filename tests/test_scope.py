@@ -16,13 +16,14 @@ import pytest
 
 from auditor import resourcegraph, scope
 from auditor.audit import run_audit, select_checks
-from auditor.azure import ArmClients, StaticTokenCredential, WriteRefused, is_resource_graph_query
+from auditor.azure import ArmClients, StaticTokenCredential
 from auditor.collect import collect
 from auditor.command import AuditOptions, validate
 from auditor.emulator import Emulator, Faults
 from auditor.errors import SubscriptionError, UsageError
 from auditor.findings import Status
 from auditor.inventory import build_inventory
+from auditor.pipeline import WriteRefused, is_resource_graph_query
 from auditor.reports import exit_code_for
 from auditor.snapshot import Snapshot
 from fixtures import builders as b
