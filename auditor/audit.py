@@ -68,7 +68,10 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
     if unknown:
         raise UnknownCheckError(f"unknown check ID {', '.join(unknown)} (see 'aib-audit checks')")
     chosen = wanted or list(cat)
-    return [cat[c] for c in sorted(set(chosen)) if c not in skipped]
+    selected = [cat[c] for c in sorted(set(chosen)) if c not in skipped]
+    if not selected:  # an audit of nothing would exit 0: a scheduled gate must not pass that way
+        raise UsageError("--check and --skip-check leave no check to run")
+    return selected
 
 
 def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set[int]) -> list[Finding]:

@@ -32,10 +32,10 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from auditor import DEFAULT_ARM_ENDPOINT
-from auditor.errors import CredentialError, UsageError
+from auditor.errors import CredentialError
 from auditor.limits import Limits
 from auditor.pacing import Pacer
-from auditor.pipeline import CallCounter, pinned_policies
+from auditor.pipeline import CallCounter, bare_https_url, pinned_policies
 from auditor.sessions import SharedToken, close_transport, shared_transport
 
 # ARM host -> token audience. Sovereign clouds have their own; anything else (the emulator, a private
@@ -57,20 +57,7 @@ CREDENTIAL_HINT = (
 
 def normalize_endpoint(url: str) -> str:
     """`https://host[:port]` without a trailing slash; anything else is a usage error (exit 2)."""
-    raw = (url or "").strip()
-    parts = urlsplit(raw)
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise UsageError(f"--arm-endpoint must be an https:// URL (got {raw!r})")
-    if parts.query or parts.fragment or parts.path.strip("/"):
-        raise UsageError(f"--arm-endpoint must be a bare host URL such as {DEFAULT_ARM_ENDPOINT} (got {raw!r})")
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError(f"--arm-endpoint has an invalid port (got {raw!r})") from None
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return f"https://{host}" + (f":{port}" if port else "")
+    return bare_https_url(url, "--arm-endpoint", DEFAULT_ARM_ENDPOINT)
 
 
 def credential_scope(endpoint: str) -> str:

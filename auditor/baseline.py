@@ -23,7 +23,6 @@ of `fixed` (fail closed) and the run notes how many were left uncompared.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ from typing import Any
 from auditor import ids
 from auditor.errors import UsageError
 from auditor.findings import STATUS_ORDER, Finding, Status
+from auditor.inputs import baseline_limit, parse_json, read_text
 
 NEW, UNCHANGED, REGRESSED, FIXED = "new", "unchanged", "regressed", "fixed"
 _FINDING_ID = re.compile(r"[0-9a-f]{16}")
@@ -136,19 +136,8 @@ def baseline_from_dict(doc: Any, source: str) -> Baseline:
 
 def load_baseline(path: str | Path) -> Baseline:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BaselineError(f"baseline file not found: {p}") from None
-    except IsADirectoryError:
-        raise BaselineError(f"baseline file {p} is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"cannot read baseline file {p}: {exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"baseline {p} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return baseline_from_dict(doc, str(p))
+    text = read_text(p, "baseline", BaselineError, limit=baseline_limit())
+    return baseline_from_dict(parse_json(text, "baseline", p, BaselineError), str(p))
 
 
 def _failing(status: Status) -> bool:

@@ -35,10 +35,18 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline import policies as core_policies
 from azure.core.rest import HttpRequest
 
-from auditor.errors import CredentialError, UsageError
+from auditor.errors import CredentialError
 from auditor.inventory import parse_role_assignment
 from auditor.limits import Limits
-from auditor.pipeline import BoundedRetryPolicy, CallCounter, ReadOnlyGuard, pinned_policies, read_budget, transport_options
+from auditor.pipeline import (
+    BoundedRetryPolicy,
+    CallCounter,
+    ReadOnlyGuard,
+    bare_https_url,
+    pinned_policies,
+    read_budget,
+    transport_options,
+)
 from auditor.reads import GRACE_S
 from auditor.snapshot import Snapshot
 from auditor.workers import DaemonPool
@@ -99,20 +107,7 @@ def graph_endpoint(arm_endpoint: str, override: str | None = None) -> tuple[str 
 
 def normalize_graph_endpoint(url: str) -> str:
     """`https://host[:port]`; anything else is a usage error (exit 2)."""
-    raw = (url or "").strip()
-    parts = urlsplit(raw)
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise UsageError(f"--graph-endpoint must be an https:// URL (got {raw!r})")
-    if parts.query or parts.fragment or parts.path.strip("/") not in ("", "v1.0"):
-        raise UsageError(f"--graph-endpoint must be a bare host URL such as https://graph.microsoft.com (got {raw!r})")
-    try:
-        port = parts.port
-    except ValueError:
-        raise UsageError(f"--graph-endpoint has an invalid port (got {raw!r})") from None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}" + (f":{port}" if port else "")
+    return bare_https_url(url, "--graph-endpoint", "https://graph.microsoft.com", paths=("", "v1.0"))
 
 
 def graph_scope(endpoint: str) -> str:

@@ -23,6 +23,7 @@ from azure.core.pipeline import policies as core_policies
 from azure.mgmt.core.policies import ARMHttpLoggingPolicy
 
 from auditor import __version__
+from auditor.errors import UsageError
 from auditor.limits import FOREIGN_ENDPOINT, READ_TIMEOUT, RETRY_AFTER_TOO_LONG, RUN_TIMEOUT, Limits
 from auditor.pacing import Pacer, PacingPolicy
 from auditor.workers import pause
@@ -69,6 +70,24 @@ def origin(url: str) -> tuple[str, str, int]:
     except ValueError:
         port = -1  # an invalid port never matches a real endpoint
     return scheme, (parts.hostname or "").lower(), port if port is not None else {"https": 443, "http": 80}.get(scheme, -1)
+
+
+def bare_https_url(url: str, flag: str, example: str, paths: tuple[str, ...] = ("",)) -> str:
+    """`https://host[:port]` from what the user typed for `flag`, or one UsageError line (exit 2), never a crash."""
+    raw = (url or "").strip()
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number or out of range
+        raise UsageError(f"{flag} is not a valid https:// URL (got {raw!r})") from None
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise UsageError(f"{flag} must be an https:// URL (got {raw!r})")
+    if parts.query or parts.fragment or parts.path.strip("/") not in paths:
+        raise UsageError(f"{flag} must be a bare host URL such as {example} (got {raw!r})")
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"https://{host}" + (f":{port}" if port else "")
 
 
 def same_origin(url: str, endpoint: str) -> bool:

@@ -21,6 +21,7 @@ import yaml
 
 from auditor.errors import UsageError
 from auditor.ids import is_guid
+from auditor.inputs import check_depth, read_text
 
 
 class PolicyError(UsageError):
@@ -86,18 +87,16 @@ def load_document(path: str | Path, what: str, error: type[UsageError] = UsageEr
     Shared by every configuration file the CLI reads (the policy, the exceptions), so they fail alike.
     """
     p = Path(path)
+    text = read_text(p, what, error)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{what} file not found: {p}") from None
-    except IsADirectoryError:
-        raise error(f"{what} file {p} is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read {what} file {p}: {exc}") from None
-    try:
-        return tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise error(f"{what} file {p} does not parse: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise error(f"{what} file {p} nests too deep to be a {what} file") from None
+    except ValueError as exc:  # YAML's date and int constructors: `2027-02-30`, an integer past 4,300 digits
+        raise error(f"{what} file {p} does not parse: {' '.join(str(exc).split())}") from None
+    return check_depth(data, f"{what} file", p, error)
 
 
 def load_policy(path: str | Path, known_checks: Iterable[str] | None = None) -> Policy:

@@ -274,6 +274,8 @@ class Snapshot:
             raise SnapshotError(f"snapshot file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         except RecursionError:  # the C parser stops at Python's recursion limit: far deeper than MAX_DEPTH
             raise SnapshotError(too_deep) from None
+        except ValueError as exc:  # an integer longer than Python's 4,300-digit limit
+            raise SnapshotError(f"snapshot file {p} does not parse: {' '.join(str(exc).split())}") from None
         del text
         if nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
             raise SnapshotError(too_deep)

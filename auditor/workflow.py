@@ -61,7 +61,17 @@ def parse_reports(values: list[str], taken: dict[str, Path | None], inputs: dict
     report over an input (the snapshot, the policy, the exceptions) would destroy it. The baseline is the one
     input a report may replace: a nightly job keeps one JSON and compares with it before overwriting it."""
     targets = [parse_report(v) for v in values]
-    claimed: list[tuple[str, Path]] = [(flag, p) for flag, p in taken.items() if p is not None]
+    claimed: list[tuple[str, Path]] = []
+    for flag, path in taken.items():  # --output and --snapshot-out obey the same rules as every --report
+        if path is None:
+            continue
+        for other_flag, other in inputs.items():
+            if other is not None and _same_file(path, other):
+                raise UsageError(f"{flag} {path} would overwrite the {other_flag} file it reads")
+        for other_flag, other in claimed:
+            if _same_file(path, other):
+                raise UsageError(f"{flag} {path}: {other_flag} already writes it; give each output its own file")
+        claimed.append((flag, path))
     for t in targets:
         for flag, other in inputs.items():
             if other is not None and _same_file(t.path, other):
@@ -98,6 +108,10 @@ def prepare(
     """Load and validate every workflow input; any mistake is a UsageError (exit 2) before a single ARM call."""
     if fail_on_new and baseline is None:
         raise UsageError("--fail-on-new needs --baseline PREVIOUS.json (new compared with what?)")
+    snapshot_out = taken.get("--snapshot-out")
+    if snapshot_out is not None and baseline is not None and _same_file(snapshot_out, baseline):
+        # A report may replace the baseline it was compared with; a snapshot is not a report.
+        raise UsageError(f"--snapshot-out {snapshot_out} would overwrite the --baseline file it reads")
     return Workflow(
         exceptions=load_exceptions(exceptions, known_checks) if exceptions is not None else None,
         baseline=load_baseline(baseline) if baseline is not None else None,
