@@ -27,7 +27,8 @@ SEVERITY_RANK = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2, Severity
 ATTENTION = (Status.FAIL, Status.ERROR)
 # What GitHub would turn into a link even when escaped: URLs, www. hosts and e-mail addresses (UPNs). Code spans
 # are never linked, so these go into one.
-_LINKY = re.compile(r"(?:https?|ftp)://\S+|www\.\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+_URL_CHARS = r"[^\s,;'\")\]]+"  # a URL ends at white space or the punctuation that usually follows one in prose
+_LINKY = re.compile(rf"(?:https?|ftp)://{_URL_CHARS}|www\.{_URL_CHARS}|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 # CommonMark lets a backslash escape any ASCII punctuation; these can start markup inside a table cell.
 _PUNCT = re.compile(r"([\\`*_\[\]<>|~])")
 
