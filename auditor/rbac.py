@@ -341,6 +341,9 @@ class Rbac:
         self._scope_cache: dict[tuple[str, Query], tuple[tuple[Grant, ...], tuple[Unresolved, ...]]] = {}
         self._deny_cache: dict[str, tuple[tuple[str, DenyAssignment], ...]] = {}
         self._chain_cache: dict[str, tuple[str, ...]] = {}
+        # Per subscription: the root and management-group scopes (with assignments, with denies) above it.
+        self._above_by_sub: dict[str, tuple[str, ...]] = {}
+        self._deny_above_by_sub: dict[str, tuple[str, ...]] = {}
         self._role_ids: dict[str, RoleDefinition | None] = {}
         self._error_cache: dict[str, list[ReadError]] = {}
 
@@ -402,8 +405,25 @@ class Rbac:
             prefixes = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
             found = [p for p in prefixes if p in self._by_scope]
             # Management groups and root: only those above this subscription (Inventory.applies_at).
-            found += [s for s in self._above_sub if s not in found and self.inv.applies_at(s, key)]
+            found += [s for s in self._applying_above(key, self._above_sub, self._above_by_sub) if s not in found]
             hit = self._chain_cache[key] = tuple(found)
+        return hit
+
+    def _applying_above(self, key: str, above: list[str], by_sub: dict[str, tuple[str, ...]]) -> Sequence[str]:
+        """The root and management-group scopes in `above` that apply at `key`, in `above`'s order.
+
+        Whether one applies at a scope inside a subscription depends only on the subscription (ids.is_ancestor_or_self:
+        what ARM listed above it), so it is worked out once per subscription, not once per scope: with 300
+        management groups the per-scope scan was scopes x groups calls. Scopes outside any subscription (a
+        management group, root) are few and still scanned.
+        """
+        sub = ids.subscription_of(key)
+        if sub is None:
+            return [s for s in above if self.inv.applies_at(s, key)]
+        hit = by_sub.get(sub)
+        if hit is None:
+            sub_scope = f"/subscriptions/{sub}"
+            hit = by_sub[sub] = tuple(s for s in above if self.inv.applies_at(s, sub_scope))
         return hit
 
     def _below(self, key: str) -> list[str]:
@@ -441,7 +461,7 @@ class Rbac:
         if hit is None:
             parts = eval_key.split("/")
             keys = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
-            keys += [s for s in self._deny_above_sub if s not in keys and self.inv.applies_at(s, eval_key)]
+            keys += [s for s in self._applying_above(eval_key, self._deny_above_sub, self._deny_above_by_sub) if s not in keys]
             hit = self._deny_cache[eval_key] = tuple((k, d) for k in keys for d in self._deny_by_scope.get(k, ()))
         return hit
 

@@ -729,3 +729,37 @@ def test_assignment_with_a_scope_field_that_is_no_scope_takes_its_scope_from_its
     doc["properties"]["scope"] = bad_scope
     [grant] = rbac.Rbac(inventory([doc])).who_can(WRITE, TPL)
     assert grant.principal_id == ALICE and grant.assignment_scope == b.sub_id(SUB) and grant.scope_level == "subscription"
+
+
+def test_management_group_ancestry_is_worked_out_per_subscription_not_per_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 management groups with assignments and denies, 3 subscriptions, each under its own branch: the engine
+    asks "does this group apply here?" once per subscription and group, not once per scope and group (the scan
+    per scope was 8.9M calls at 300 management groups); the answers are unchanged."""
+    groups = [f"/providers/Microsoft.Management/managementGroups/mg-{i:03d}" for i in range(300)]
+    subs = [SUB, SUB_B, "6f1c2d3e-0000-4a4a-8b8b-333333333333"]
+    branch = {sub: [groups[i * 100 + j] for j in range(100)] + ["/"] for i, sub in enumerate(subs)}
+    assignments = [ra(mg, roles.OWNER, b.guid(f"mg-owner:{mg}")) for mg in groups]
+    denies = [b.deny_assignment(mg, f"deny-{i}", ["*/delete"], [EVERYONE]) for i, mg in enumerate(groups)]
+    doc = b.snapshot(
+        subs,
+        {"roleDefinitions": roles.builtin_roles(SUB), "roleAssignments": assignments, "denyAssignments": denies},
+        ancestors=branch,
+    )
+    inv = build_inventory(Snapshot.from_dict(doc))
+    calls = 0
+    real = ids.is_ancestor_or_self
+
+    def counting(ancestor: str | None, scope: str | None, ancestors: ids.Ancestors | None = None) -> bool:
+        nonlocal calls
+        calls += 1
+        return real(ancestor, scope, ancestors)
+
+    monkeypatch.setattr(ids, "is_ancestor_or_self", counting)
+    engine = rbac.Rbac(inv)
+    scopes = [b.template_id(sub, f"rg-{r}", f"tpl-{t}") for sub in subs for r in range(10) for t in range(10)]
+    for scope in scopes:
+        got = principals(engine.who_can(WRITE, scope))
+        sub = ids.subscription_of(scope)
+        assert got == {b.guid(f"mg-owner:{mg}") for mg in branch[str(sub)] if mg != "/"}
+    # Assignments and denies: 2 x 300 groups per subscription, whatever the number of scopes (300 here).
+    assert calls <= 2 * len(groups) * len(subs), calls
