@@ -172,6 +172,9 @@ def audit(
         bool,
         typer.Option("--expand-groups", help="Report each member of a group that holds a right as its own row (Graph)."),
     ] = False,
+    all_rows: Annotated[
+        bool, typer.Option("--all-rows", help="The table lists every row (PASS, N/A, ACCEPTED too), not only FAIL and ERROR.")
+    ] = False,
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
@@ -205,6 +208,7 @@ def audit(
         no_graph=no_graph,
         graph_endpoint=graph_endpoint,
         expand_groups=expand_groups,
+        all_rows=all_rows,
     )
     if ctx.invoked_subcommand is not None:
         # `aib-audit --demo checks` is ambiguous: refuse rather than silently drop the audit options.
@@ -212,7 +216,7 @@ def audit(
         timed = any(v is not None for v in (timeout, read_timeout, connect_timeout))
         scope_given = opts.subscriptions or management_group or all_subscriptions or exclude_subscription or no_resource_graph
         graph = no_graph or graph_endpoint or expand_groups
-        if scope_given or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed or graph:
+        if scope_given or demo or any(given) or fail_on_new or fail_on != FailOn.info or timed or graph or all_rows:
             raise UsageError(f"audit options cannot be combined with the '{ctx.invoked_subcommand}' command")
         return
     try:

@@ -12,13 +12,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from auditor.errors import UsageError
 from auditor.limits import DEFAULT_WORKERS, Limits
-from auditor.output import check_writable, emit
-from auditor.reports import RunInfo, render
+from auditor.output import check_writable, emit_report
+from auditor.reports import RunInfo, write_report
 from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
 from auditor.sources import acquire, validate_graph
 
@@ -54,6 +55,7 @@ class AuditOptions:
     no_graph: bool = False
     graph_endpoint: str | None = None
     expand_groups: bool = False
+    all_rows: bool = False  # the table lists every row, not only FAIL and ERROR
     source: str = ""  # live | demo | snapshot, set by validate() once it made sure there is exactly one
     scope: ScopeSpec | None = None  # the live scope, set by validate()
 
@@ -94,6 +96,8 @@ def validate(opts: AuditOptions, environ: Mapping[str, str] | None = None) -> No
     if opts.snapshot and opts.snapshot_out:
         raise UsageError("--snapshot-out saves what was collected; it cannot be combined with --snapshot")
     opts.limits = _limits(opts)
+    if opts.all_rows and opts.fmt != "table" and not any(r.partition("=")[0].strip().lower() == "table" for r in opts.reports):
+        raise UsageError("--all-rows only applies to the table (--format table or --report table=PATH)")
     for flag, path in (("--output", opts.output), ("--snapshot-out", opts.snapshot_out)):
         if path is not None:
             check_writable(flag, path)
@@ -148,7 +152,9 @@ def run_audit_command(opts: AuditOptions) -> int:
         known_checks=list(catalog()),
     )
     snap = acquire(opts)
-    result = run_audit(build_inventory(snap, expand_groups=opts.expand_groups), checks, policy)
+    inventory = build_inventory(snap, expand_groups=opts.expand_groups)
+    snap.resources.clear()  # parsed now (and saved by --snapshot-out): the raw documents need not outlive the audit
+    result = run_audit(inventory, checks, policy)
     workflow.apply(flow, result, opts.subscriptions, started.date())
     code = workflow.exit_code(flow, result)
     run = RunInfo(
@@ -168,7 +174,9 @@ def run_audit_command(opts: AuditOptions) -> int:
     )
     to_terminal = opts.output is None and sys.stdout.isatty()
     width = max(shutil.get_terminal_size((120, 24)).columns, 80) if to_terminal else 120
-    emit(render(opts.fmt, result, run, color=to_terminal and not os.environ.get("NO_COLOR"), width=width), opts.output)
-    workflow.write_reports(flow, result, run)
+    color = to_terminal and not os.environ.get("NO_COLOR")
+    # Written as rendered: the CSV and JSON of thousands of templates are hundreds of MiB, never one string.
+    emit_report(partial(write_report, opts.fmt, result, run, color=color, width=width, all_rows=opts.all_rows), opts.output)
+    workflow.write_reports(flow, result, run, all_rows=opts.all_rows)
     workflow.print_notes(result)
     return code

@@ -8,6 +8,10 @@ plainly. Paths under /dev and /proc are written plainly too: `/dev/stdout` and `
 whatever the caller's descriptor is (a terminal, a pipe, a file a shell opened), and replacing the file behind a
 descriptor would leave the caller's descriptor pointing at the unlinked old one. Stdout itself (no path) is
 written as a stream.
+
+Reports are written as they are rendered (`report_stream`, `emit_report`): a CSV of 3,000 templates is hundreds
+of MiB, never held as one string. The rules above hold as for a whole text: the temp file is renamed over the
+target only once the writer returned, and removed if it raised or was interrupted.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from auditor.errors import UsageError
 
 # Pseudo-filesystems whose entries are devices and descriptor links, never a report to replace.
 _STREAM_ROOTS = ("/dev/", "/proc/")
+# Reports are written row by row: a large buffer keeps that to few system calls.
+_BUFFER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,21 +115,44 @@ def atomic_target(path: Path, flag: str) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+@contextmanager
+def report_stream(path: Path, flag: str = "--output") -> Iterator[TextIO]:
+    """A text stream whose contents become `path`'s (see the module docstring for links, devices and FIFOs)."""
+    # newline="" keeps the CSV's RFC 4180 CRLF line ends as they are on every platform.
+    with atomic_target(path, flag) as dest, open(dest, "w", encoding="utf-8", newline="", buffering=_BUFFER_BYTES) as fh:
+        yield fh
+
+
 def write_text_atomic(path: Path, text: str, flag: str = "--output") -> None:
     """Write a whole report to `path` (see the module docstring for links, devices and FIFOs)."""
-    # newline="" keeps the CSV's RFC 4180 CRLF line ends as they are on every platform.
-    with atomic_target(path, flag) as dest, open(dest, "w", encoding="utf-8", newline="") as fh:
+    with report_stream(path, flag) as fh:
         fh.write(text)
 
 
+def _stdout_gone() -> None:
+    """`aib-audit ... | head`: the reader left; keep the audit's exit code, no noise (nor a second EPIPE at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def emit_report(write: Callable[[TextIO], None], output: Path | None, flag: str = "--output") -> None:
+    """Run `write` on stdout (no path) or on `output`'s stream: the report is written as it is rendered."""
+    if output is not None:
+        with report_stream(output, flag) as fh:
+            write(fh)
+        return
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+
+
 def emit(text: str, output: Path | None) -> None:
-    if output is None:
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:  # `aib-audit ... | head`: the reader left; keep the audit's exit code, no noise
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-    else:
-        write_text_atomic(output, text)
+    """Write a whole text to stdout or `output`."""
+
+    def write(fh: TextIO) -> None:
+        fh.write(text)
+
+    emit_report(write, output)

@@ -19,8 +19,8 @@ from auditor.baseline import Baseline, apply_baseline, load_baseline
 from auditor.errors import UsageError
 from auditor.exceptions import ExceptionSet, apply_exceptions, load_exceptions
 from auditor.findings import Finding, check_status
-from auditor.output import check_writable, write_text_atomic
-from auditor.reports import FORMATS, RunInfo, exit_code_for, render
+from auditor.output import check_writable, report_stream
+from auditor.reports import FORMATS, RunInfo, exit_code_for, write_report
 
 PROG = "aib-audit"
 
@@ -160,9 +160,11 @@ def exit_code(wf: Workflow, result: AuditResult) -> int:
     return exit_code_for(result, wf.fail_on, wf.fail_on_new)
 
 
-def write_reports(wf: Workflow, result: AuditResult, run: RunInfo) -> None:
+def write_reports(wf: Workflow, result: AuditResult, run: RunInfo, *, all_rows: bool = False) -> None:
+    """Each `--report FORMAT=PATH`, written as it is rendered (report_stream: atomic, links followed)."""
     for t in wf.reports:
-        write_text_atomic(t.path, render(t.fmt, result, run), t.flag)
+        with report_stream(t.path, t.flag) as out:
+            write_report(t.fmt, result, run, out, all_rows=all_rows)
 
 
 def print_notes(result: AuditResult) -> None:

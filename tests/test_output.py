@@ -115,3 +115,69 @@ def test_script_output_dev_stdout_reaches_stdout(tmp_path: Path) -> None:
     assert not stat.S_ISREG(os.lstat("/dev/stdout").st_mode)
     # /dev itself holds no report and no temp file left by the run.
     assert not [p for p in os.listdir("/dev") if p.startswith(".stdout.")]
+
+
+# --------------------------------------------------------------------------------------------- streamed reports
+
+
+@pytest.mark.parametrize("flag", ["--output", "--report"])
+def test_a_report_interrupted_half_way_leaves_the_old_file_and_no_temp_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    """The CSV is written row by row into the temp file: Ctrl-C after the first rows must not replace the old
+    report with half a new one, nor leave the temp file behind."""
+    from auditor.reports import csv_report
+
+    out = tmp_path / "findings.csv"
+    out.write_text("last night's report\n", encoding="utf-8")
+    real = csv_report.finding_row
+    written: list[str] = []
+
+    def interrupted_after_one_row(*args: object, **kw: object) -> dict[str, str]:
+        if written:
+            raise KeyboardInterrupt
+        written.append("row")
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(csv_report, "finding_row", interrupted_after_one_row)
+    snap = write_snapshot(tmp_path / "s.json", locked=False)
+    target = ["--format", "csv", "--output", str(out)] if flag == "--output" else ["--report", f"csv={out}"]
+    code = cli.run(["--snapshot", str(snap), *LOCKS, *target])
+    assert code == 130 and capsys.readouterr().err == "aib-audit: error: interrupted\n"
+    assert written  # it was interrupted half-way through the rows ...
+    assert out.read_text(encoding="utf-8") == "last night's report\n"  # ... and the old report is whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["findings.csv", "s.json"]
+
+
+def test_a_streamed_report_reaches_stdout_and_a_file_alike(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = write_snapshot(tmp_path / "s.json", locked=False)
+    assert cli.run(["--snapshot", str(snap), *LOCKS, "--format", "json"]) == 1
+    printed = capsys.readouterr().out
+    out = tmp_path / "r.json"
+    assert cli.run(["--snapshot", str(snap), *LOCKS, "--format", "json", "--output", str(out)]) == 1
+    written = out.read_text(encoding="utf-8")
+    assert (
+        json.loads(printed)["summary"]
+        == json.loads(written)["summary"]
+        == {"FAIL": 1, "ERROR": 0, "ACCEPTED": 0, "PASS": 1, "N/A": 0, "new": 0, "regressed": 0, "fixed": 0}
+    )
+    assert printed.split('"started_at"')[0] == written.split('"started_at"')[0]
+
+
+def test_all_rows_lists_pass_rows_in_the_table_and_is_refused_without_a_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = write_snapshot(tmp_path / "s.json", locked=False)
+    assert cli.run(["--snapshot", str(snap), *LOCKS]) == 1
+    default = capsys.readouterr().out
+    assert "no ReadOnly lock applies" not in default and "1 PASS / 0 N/A findings not shown (--all-rows" in default
+    assert cli.run(["--snapshot", str(snap), *LOCKS, "--all-rows"]) == 1
+    assert "no ReadOnly lock applies" in capsys.readouterr().out
+    table = tmp_path / "t.txt"
+    assert cli.run(["--snapshot", str(snap), *LOCKS, "-f", "csv", "--report", f"table={table}", "--all-rows"]) == 1
+    assert "no ReadOnly lock applies" in table.read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert cli.run(["--snapshot", str(snap), *LOCKS, "-f", "csv", "--all-rows"]) == 2
+    assert capsys.readouterr().err == (
+        "aib-audit: error: --all-rows only applies to the table (--format table or --report table=PATH)\n"
+    )

@@ -14,7 +14,7 @@ import pytest
 from auditor.audit import AuditResult, run_audit, select_checks
 from auditor.findings import Finding, Status, failed
 from auditor.inventory import build_inventory
-from auditor.reports import RunInfo, exit_code_for, iso, render
+from auditor.reports import RunInfo, exit_code_for, grid, iso, render, write_report
 from auditor.reports.csv_report import COLUMNS, escape_cell, resource_type_of
 from auditor.reports.json_report import report_dict
 from auditor.snapshot import Snapshot
@@ -231,6 +231,22 @@ def test_remediation_carries_the_cli_line_or_else_the_bicep() -> None:
 # --------------------------------------------------------------------------------------------- JSON
 
 
+def test_json_written_row_by_row_is_exactly_the_whole_document() -> None:
+    """write_json streams one finding at a time; the text is byte for byte json.dumps of the whole report, with
+    evidence, notes, failed reads and fixed findings (and empty lists) laid out the same way."""
+    err = {"kind": "locks", "scope": b.rg_id(SUB, "rg-win"), "status": 403, "code": "AuthorizationFailed", "message": "dé\nnied"}
+    result = audit(estate(locked=False, errors=[err]))
+    result.notes.append("a note \u202e with\ttabs")
+    result.fixed = [failed("gone now", check_id="AIB-LOCK-001", resource_id=b.template_id(SUB, "rg", "old"), change="fixed")]
+    for res in (result, audit(Snapshot.from_dict(b.snapshot([SUB], {})))):
+        run = run_info(res)
+        whole = json.dumps(report_dict(res, run), indent=2, ensure_ascii=False) + "\n"
+        out = io.StringIO()
+        write_report("json", res, run, out)
+        assert out.getvalue() == whole
+        assert render("json", res, run) == whole
+
+
 def test_json_has_schema_run_metadata_scores_and_findings() -> None:
     result = audit(estate(locked=False))
     doc = json.loads(render("json", result, run_info(result)))
@@ -329,7 +345,45 @@ def test_table_summarises_templates_and_shows_only_actionable_findings() -> None
     assert "could not read locks" in text  # so are the ERRORs and the failed read
     assert "no ReadOnly lock applies" not in text  # PASS findings are not
     assert "Exit code 3: audit incomplete" in text
-    assert "1 PASS / 0 N/A findings not shown; use --format csv" in text
+    assert "1 PASS / 0 N/A findings not shown (--all-rows lists them); every row: --format csv" in text
+    # One line per check with its counts per status, over every row (the PASS ones included).
+    lock1 = next(line for line in text.splitlines() if line.startswith("AIB-LOCK-001 "))
+    lock2 = next(line for line in text.splitlines() if line.startswith("AIB-LOCK-002 "))
+    assert "CanNotDelete lock" in lock1 and lock1.split()[-4:] == ["1", "1", "0", "0"]  # FAIL ERROR PASS N/A
+    assert lock2.split()[-4:] == ["0", "1", "1", "0"]
+
+
+def test_table_lists_every_row_with_all_rows() -> None:
+    result = audit(estate(locked=False))
+    text = render("table", result, run_info(result), all_rows=True)
+    assert "no ReadOnly lock applies" in text and "no CanNotDelete lock on the template" in text
+    assert "findings not shown" not in text
+
+
+def test_table_renders_thousands_of_rows_each_on_its_own_lines() -> None:
+    """The long parts are plain lines (reports/grid.py), not rich tables: 20,000 FAIL rows, every one listed and
+    none wider than the screen, wrapped at spaces."""
+    base = audit(estate(), ["AIB-LOCK-001"])
+    detail = "no CanNotDelete lock on the template " + "and a long explanation " * 8
+    rows = [failed(f"{detail}#{i}", principal_id=f"p-{i}", principal_type="User") for i in range(20000)]
+    result = add_findings(base, *rows)
+    text = render("table", result, run_info(result), width=100)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert all(f"#{i}" in text for i in (0, 9999, 19999))
+    assert text.count("User p-") == 20000
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "lines"),
+    [
+        ("short", 10, ["short"]),
+        ("one two three four", 9, ["one two", "three", "four"]),
+        ("abcdefghijkl xy", 5, ["abcde", "fghij", "kl xy"]),
+        ("a  b", 3, ["a ", "b"]),
+    ],
+)
+def test_grid_wrap_breaks_at_spaces_and_cuts_long_words(text: str, width: int, lines: list[str]) -> None:
+    assert grid.wrap(text, width) == lines
 
 
 def test_table_names_principal_and_role_unless_the_detail_does() -> None:

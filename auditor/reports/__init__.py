@@ -1,13 +1,17 @@
 """Reports: the audit result as a terminal table, a CSV for reviewers, JSON for pipelines, SARIF for code scanning,
 HTML to share with a reviewer, or a Markdown summary for a CI job page.
 
-Every renderer is a pure function `(AuditResult, RunInfo) -> str`; the CLI decides where the text goes.
+Every renderer is a pure function of `(AuditResult, RunInfo)`; the CLI decides where the text goes. The CSV and
+JSON reports are written row by row to a text stream (`write_report`): at thousands of templates they are
+hundreds of MiB, never held as one string. Other formats render a string (`render`), which `write_report` writes.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TextIO
 
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Status
@@ -118,21 +122,36 @@ def fixed_gone(result: AuditResult) -> list[Finding]:
     return [f for f in result.fixed if id(f) not in present]
 
 
-def render(fmt: str, result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120) -> str:
-    """Render one report format. `color` and `width` only matter for the table."""
+STREAMED_FORMATS = ("csv", "json")  # written row by row (write_report); the others render a string first
+
+
+def write_report(
+    fmt: str, result: AuditResult, run: RunInfo, out: TextIO, *, color: bool = False, width: int = 120, all_rows: bool = False
+) -> None:
+    """Write one report format to `out` as it is rendered. `color`, `width` and `all_rows` only matter for the table."""
     # Imported here so that a renderer's dependencies (rich) load only when that format is asked for.
     if fmt == "csv":
-        from auditor.reports.csv_report import render_csv
+        from auditor.reports.csv_report import write_csv
 
-        return render_csv(result, run)
-    if fmt == "json":
-        from auditor.reports.json_report import render_json
+        write_csv(result, run, out)
+    elif fmt == "json":
+        from auditor.reports.json_report import write_json
 
-        return render_json(result, run)
+        write_json(result, run, out)
+    else:
+        out.write(render(fmt, result, run, color=color, width=width, all_rows=all_rows))
+
+
+def render(fmt: str, result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120, all_rows: bool = False) -> str:
+    """Render one report format as a string (small results, tests). `color`, `width`, `all_rows`: the table's."""
+    if fmt in STREAMED_FORMATS:
+        buf = io.StringIO(newline="")  # no newline translation: the CSV's CRLF stays as written
+        write_report(fmt, result, run, buf)
+        return buf.getvalue()
     if fmt == "table":
         from auditor.reports.table import render_table
 
-        return render_table(result, run, color=color, width=width)
+        return render_table(result, run, color=color, width=width, all_rows=all_rows)
     if fmt == "sarif":
         from auditor.reports.sarif import render_sarif
 

@@ -7,7 +7,7 @@ injection): ARM names, tags-derived text and role names are attacker-influenced 
 from __future__ import annotations
 
 import csv
-import io
+from typing import TextIO
 
 from auditor import ids
 from auditor.audit import AuditResult
@@ -112,14 +112,13 @@ def finding_row(f: Finding, meta: CheckMeta | None, audited_at: str) -> dict[str
     return {k: escape_cell(str(v)) for k, v in values.items()}
 
 
-def render_csv(result: AuditResult, run: RunInfo) -> str:
+def write_csv(result: AuditResult, run: RunInfo, out: TextIO) -> None:
+    """The CSV, one row at a time to `out` (opened with newline="": the rows end in CRLF as RFC 4180 says)."""
     metas = {cid: chk.meta for cid, chk in catalog().items()}
     audited_at = iso(run.finished_at)
-    buf = io.StringIO()
     # Every cell quoted (OWASP): an importer that splits on `;` or tab must not see `ok;=1+1` as a formula cell.
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, quoting=csv.QUOTE_ALL)  # RFC 4180: CRLF line ends
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, quoting=csv.QUOTE_ALL)  # RFC 4180: CRLF line ends
     writer.writeheader()
     # With --baseline, findings fixed by going away get a row too (change "fixed"), after this run's rows.
     for f in all_findings(result) + fixed_gone(result):
         writer.writerow(finding_row(f, metas.get(f.check_id), audited_at))
-    return buf.getvalue()

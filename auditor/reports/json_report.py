@@ -70,8 +70,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, TextIO
 
 from auditor import __version__
 from auditor.audit import AuditResult, TemplateResult
@@ -142,9 +143,8 @@ def _finding(f: Finding, meta: CheckMeta | None) -> dict[str, Any]:
     }
 
 
-def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
-    findings = all_findings(result)
+def _head(result: AuditResult, run: RunInfo, findings: list[Finding]) -> dict[str, Any]:
+    """Every top-level key but the two finding lists, in the schema's order."""
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "aib-audit", "version": __version__},
@@ -171,10 +171,46 @@ def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
         },
         "summary": {**status_counts(findings), **change_counts(result)},
         "templates": [_template(tr) for tr in sorted(result.templates, key=lambda tr: tr.template.key)],
+    }
+
+
+def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
+    """The whole report as one dict (small results, tests); `write_json` writes the same document row by row."""
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    findings = all_findings(result)
+    return {
+        **_head(result, run, findings),
         "findings": [_finding(f, metas.get(f.check_id)) for f in findings],
         "fixed": [_finding(f, metas.get(f.check_id)) for f in result.fixed],
     }
 
 
-def render_json(result: AuditResult, run: RunInfo) -> str:
-    return json.dumps(report_dict(result, run), indent=2, ensure_ascii=False) + "\n"
+def _dumps(value: Any, level: int) -> str:
+    """`value` as `json.dumps(..., indent=2)` would print it `level` deep inside the document (strings hold no raw
+    newline: JSON escapes them, so re-indenting every line is exact)."""
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level)
+
+
+def _write_array(out: TextIO, items: Iterable[dict[str, Any]]) -> None:
+    """A top-level key's array, one element at a time, laid out exactly as json.dumps(indent=2) lays it out."""
+    first = True
+    for item in items:
+        out.write("[\n    " if first else ",\n    ")
+        out.write(_dumps(item, 2))
+        first = False
+    out.write("[]" if first else "\n  ]")
+
+
+def write_json(result: AuditResult, run: RunInfo, out: TextIO) -> None:
+    """The report, byte for byte `json.dumps(report_dict(...), indent=2)`, written one finding at a time: the
+    findings (with their evidence) are by far the largest part and never exist as one string or one list of dicts."""
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    findings = all_findings(result)
+    out.write("{\n")
+    for key, value in _head(result, run, findings).items():
+        out.write(f"  {json.dumps(key)}: {_dumps(value, 1)},\n")
+    out.write('  "findings": ')
+    _write_array(out, (_finding(f, metas.get(f.check_id)) for f in findings))
+    out.write(',\n  "fixed": ')
+    _write_array(out, (_finding(f, metas.get(f.check_id)) for f in result.fixed))
+    out.write("\n}\n")

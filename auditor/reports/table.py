@@ -1,7 +1,10 @@
-"""The terminal report (rich): a summary line, one line per template, the FAIL/ERROR findings, a footer.
+"""The terminal report: a summary line, one line per check with its counts per status, one line per template, the
+FAIL and ERROR rows (every row with `--all-rows`), the failed reads, a footer that points to the CSV.
 
-Every cell is a rich `Text`, never markup: ARM names and details may contain `[...]`, which rich would
-otherwise read as style tags. Every string that came from ARM (or a snapshot) goes through `textsafe.visible`
+The short parts are rich renderables, and every cell there is a rich `Text`, never markup: ARM names and details
+may contain `[...]`, which rich would otherwise read as style tags. The long parts (templates, finding rows) are
+plain lines (grid.py): rich takes about a millisecond a row, and 1,000 templates have tens of thousands of FAIL
+rows. Every string that came from ARM (or a snapshot) goes through `textsafe.visible`
 first: an ESC sequence or a bidi override in a template name or a run message is shown as `\x1b` or
 `\u202e`, never sent to the terminal. Colour only when writing to a terminal.
 """
@@ -9,6 +12,7 @@ first: an ESC sequence or a bidi override in a template name or a run message is
 from __future__ import annotations
 
 import io
+from collections import Counter
 
 from rich import box
 from rich.console import Console
@@ -18,7 +22,8 @@ from rich.text import Text
 from auditor import ids
 from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import Finding, Status
-from auditor.reports import EXIT_MEANINGS, GATING_CHANGES, RunInfo, all_findings, change_counts, status_counts
+from auditor.reports import EXIT_MEANINGS, GATING_CHANGES, STATUSES, RunInfo, all_findings, change_counts, status_counts
+from auditor.reports.grid import Cell, Column, Grid
 from auditor.textsafe import visible
 from checks.registry import catalog
 
@@ -72,36 +77,43 @@ def _summary(result: AuditResult, run: RunInfo, findings: list[Finding]) -> Text
     return line
 
 
-def _failed_cell(tr: TemplateResult) -> Text:
-    cell = Text()
-    for cid in tr.failed_checks:
-        cell.append(("" if not cell else ", ") + visible(cid), style="red")
-    for cid in tr.error_checks:
-        cell.append(("" if not cell else ", ") + f"{visible(cid)} (ERROR)", style="magenta")
-    for cid in tr.accepted_checks:
-        cell.append(("" if not cell else ", ") + f"{visible(cid)} (accepted)", style="yellow")
-    return cell if cell else Text("none", style="green")
+def _failed_cell(tr: TemplateResult) -> Cell:
+    parts = [visible(cid) for cid in tr.failed_checks]
+    parts += [f"{visible(cid)} (ERROR)" for cid in tr.error_checks]
+    parts += [f"{visible(cid)} (accepted)" for cid in tr.accepted_checks]
+    # One style per cell (rows are rendered as plain lines, see grid.py): the worst status colours it.
+    style = "red" if tr.failed_checks else "magenta" if tr.error_checks else "yellow" if tr.accepted_checks else "green"
+    return Cell(", ".join(parts) or "none", style)
 
 
-def _templates_table(result: AuditResult) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
-    table.add_column("Template", overflow="fold")
-    table.add_column("Resource group", overflow="fold")
-    table.add_column("Location")
-    table.add_column("Resilience", justify="right")
-    table.add_column("Least priv.", justify="right")
-    table.add_column("Failed checks", overflow="fold")
+def _score_cell(value: int | None) -> Cell:
+    if value is None:
+        return Cell("n/a", "dim")
+    return Cell(str(value), "green" if value >= 80 else "yellow" if value >= 50 else "red")
+
+
+def _templates_grid(result: AuditResult) -> Grid:
+    grid = Grid(
+        [
+            Column("Template", max_width=40),
+            Column("Resource group", max_width=30),
+            Column("Location", max_width=20),
+            Column("Resilience", right=True),
+            Column("Least priv.", right=True),
+            Column("Failed checks"),
+        ]
+    )
     for tr in sorted(result.templates, key=lambda tr: tr.template.key):
         t = tr.template
-        table.add_row(
-            _text(t.name),
-            _text(t.resource_group),
-            _text(t.location),
-            _score(tr.resilience),
-            _score(tr.least_privilege),
+        grid.add(
+            Cell(visible(t.name)),
+            Cell(visible(t.resource_group)),
+            Cell(visible(t.location)),
+            _score_cell(tr.resilience),
+            _score_cell(tr.least_privilege),
             _failed_cell(tr),
         )
-    return table
+    return grid
 
 
 def _where(scope: str, template_id: str) -> str:
@@ -110,45 +122,68 @@ def _where(scope: str, template_id: str) -> str:
     return "its subscription" if same_sub else ids.describe_scope(scope)
 
 
-def _detail_cell(f: Finding) -> Text:
-    """The detail, then (dim) the principal and role when the detail does not already name them."""
-    cell = _text(f.detail)
+def _detail_cell(f: Finding) -> Cell:
+    """The detail, then (dim, on its own line) the principal and role when the detail does not already name them."""
     extra = []
     if f.principal_id and f.principal_id.lower() not in f.detail.lower():
         extra.append(f"{f.principal_type or 'principal'} {f.principal_id}")
     if f.role_name and f.role_name not in f.detail:
         extra.append(f.role_name + (f" at {_where(f.role_scope, f.template_id or f.resource_id)}" if f.role_scope else ""))
-    if extra:
-        cell.append("\n" + visible("; ".join(extra)), style="dim")
-    return cell
+    return Cell(visible(f.detail), "", visible("; ".join(extra)) if extra else "", "dim")
 
 
-def _findings_table(findings: list[Finding], names: dict[str, str]) -> Table:
+def _findings_grid(findings: list[Finding], names: dict[str, str]) -> Grid:
     metas = {cid: chk.meta for cid, chk in catalog().items()}
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Sev", no_wrap=True)
-    table.add_column("Template", overflow="fold", max_width=26)
-    table.add_column("Detail (principal and role for principal findings)", overflow="fold", ratio=1)
+    grid = Grid(
+        [
+            Column("Status"),
+            Column("Check"),
+            Column("Sev"),
+            Column("Template", max_width=26),
+            Column("Detail (principal and role for principal findings)"),
+        ]
+    )
     for f in findings:
         meta = metas.get(f.check_id)
         sev = str(meta.severity) if meta else ""
         template = names.get(ids.norm(f.template_id)) or ids.name_of(f.template_id or f.resource_id)
-        status = Text(str(f.status), style=STATUS_STYLE[f.status])
-        if f.change in (*GATING_CHANGES, "fixed"):
-            status.append(f"\n{f.change}", style="bold")
-        table.add_row(
-            status,
-            _text(f.check_id),
-            _text(sev, SEVERITY_STYLE.get(sev, "")),
-            _text(template),
+        change = f.change if f.change in (*GATING_CHANGES, "fixed") else ""
+        grid.add(
+            Cell(str(f.status), STATUS_STYLE[f.status], change, "bold"),
+            Cell(visible(f.check_id)),
+            Cell(visible(sev), SEVERITY_STYLE.get(sev, "")),
+            Cell(visible(template)),
             _detail_cell(f),
         )
+    return grid
+
+
+def _checks_table(result: AuditResult, findings: list[Finding]) -> Table:
+    """One line per check: its counts per status over every row (the table shows only some of the rows)."""
+    metas = {chk.meta.id: chk.meta for chk in result.checks}
+    counts: dict[str, Counter[Status]] = {cid: Counter() for cid in sorted(metas)}
+    for f in findings:
+        counts.setdefault(f.check_id, Counter())[f.status] += 1
+    statuses = [s for s in STATUSES if s != Status.ACCEPTED or any(c[s] for c in counts.values())]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Sev", no_wrap=True)
+    table.add_column("Title", overflow="fold")
+    for status in statuses:
+        table.add_column(str(status), justify="right", no_wrap=True)
+    for cid, per in counts.items():
+        meta = metas.get(cid)
+        sev = str(meta.severity) if meta else ""
+        title = meta.title if meta else ("failed reads no check shows" if not cid else "")
+        cells = [Text(str(per[s]), style=STATUS_STYLE[s] if per[s] and s != Status.PASS else "") for s in statuses]
+        table.add_row(_text(cid or "-"), _text(sev, SEVERITY_STYLE.get(sev, "")), _text(title), *cells)
     return table
 
 
-def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120) -> str:
+SHOWN = (Status.FAIL, Status.ERROR)  # the rows the table lists without --all-rows
+
+
+def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, width: int = 120, all_rows: bool = False) -> str:
     buf = io.StringIO()
     console = Console(
         file=buf,
@@ -161,10 +196,14 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
         soft_wrap=False,
     )
     findings = all_findings(result)
+    names = {tr.template.key: tr.template.name for tr in result.templates}
     console.print(_summary(result, run, findings))
     console.print()
+    if result.checks or findings:
+        console.print(_checks_table(result, findings))
+        console.print()
     if result.templates:
-        console.print(_templates_table(result))
+        buf.write(_templates_grid(result).render(width, color))
     else:
         unlisted = any(e.kind == "imageTemplates" for e in result.inventory.errors)
         # An empty list that ARM refused to give is not "none": say so, so nobody reads it as a clean bill.
@@ -175,13 +214,13 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
     if run.baseline and changed:  # the few rows a weekly reviewer has not seen, before the many they have
         console.print()
         console.print(_text(f"Since the baseline ({run.baseline}): new or regressed FAILs, and fixed findings:", "bold"))
-        console.print(_findings_table(changed, {tr.template.key: tr.template.name for tr in result.templates}))
-    shown = [f for f in findings if f.status in (Status.FAIL, Status.ERROR)]
+        buf.write(_findings_grid(changed, names).render(width, color))
+    shown = findings if all_rows else [f for f in findings if f.status in SHOWN]
     if shown:
         console.print()
-        console.print(Text("Findings that need action (FAIL) or could not be evaluated (ERROR):", style="bold"))
-        names = {tr.template.key: tr.template.name for tr in result.templates}
-        console.print(_findings_table(shown, names))
+        heading = "Every finding:" if all_rows else "Findings that need action (FAIL) or could not be evaluated (ERROR):"
+        console.print(Text(heading, style="bold"))
+        buf.write(_findings_grid(shown, names).render(width, color))
     if result.inventory.errors:
         console.print()
         console.print(Text("Reads that failed (the checks that needed them say ERROR):", style="bold magenta"))
@@ -195,10 +234,11 @@ def render_table(result: AuditResult, run: RunInfo, *, color: bool = False, widt
     said = f" (gate: {' '.join(gate)})" if gate else ""
     console.print(Text(f"Exit code {run.exit_code}: {EXIT_MEANINGS.get(run.exit_code, '')}{said}.", style="bold"))
     if hidden:
+        left_out = [f"{counts[str(s)]} {s}" for s in STATUSES if s not in SHOWN and (counts[str(s)] or s != Status.ACCEPTED)]
         console.print(
             Text(
-                f"{counts[str(Status.PASS)]} PASS / {counts[str(Status.NA)]} N/A findings not shown;"
-                " use --format csv (or json) for every finding."
+                f"{' / '.join(left_out)} findings not shown (--all-rows lists them); every row: --format csv"
+                " (or --report csv=FILE)."
             ),
             style="dim",
         )
