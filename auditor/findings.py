@@ -27,7 +27,7 @@ SEVERITY_WEIGHT = {Severity.HIGH: 5, Severity.MEDIUM: 3, Severity.LOW: 1, Severi
 STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.ACCEPTED: 2, Status.PASS: 3, Status.NA: 4}
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a large audit holds hundreds of thousands of these (no per-instance dict)
 class Finding:
     """One row of the report: one thing a reviewer can act on.
 

@@ -212,6 +212,12 @@ class Grant:
         return self.principal_deleted or self.principal_type.lower() == "unknown"
 
     def evidence(self) -> dict[str, Any]:
+        """The grant as JSON evidence. One dict per grant, shared by every finding that cites it (a grant at a
+        subscription or management group is cited by every template's rows): treat it as read-only."""
+        return self._evidence
+
+    @cached_property
+    def _evidence(self) -> dict[str, Any]:
         return {
             "role_name": self.role_name,
             "role_id": self.role_id,

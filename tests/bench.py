@@ -43,6 +43,7 @@ from tests.bench_collector import ROWS as COLLECTOR_ROWS
 from tests.bench_collector import CollectorRow, collector_section, collector_table
 from tests.bench_emulator import FloorRow, OverheadRow, floor_table, measure_floor_row, measure_overhead, overhead_table
 from tests.bench_emulator import section as floor_section
+from tests.bench_memory import MemoryRow, measure_memory, memory_section, memory_table
 from tests.bench_tenant import DEFAULT_SIZE, TenantRow, measure_tenant, tenant_table
 
 SIZES = (10, 100, 1000)
@@ -325,6 +326,7 @@ def report(
     started: datetime,
     total_s: float,
     tenant_rows: list[TenantRow] | None = None,
+    memory_rows: list[MemoryRow] | None = None,
 ) -> str:
     from checks.registry import catalog
 
@@ -384,6 +386,7 @@ def report(
         *rbac_table(rbac),
         "",
         *(tenant_section(tenant_rows) if tenant_rows else []),
+        *(memory_section(memory_rows) if memory_rows else []),
     ]
     return "\n".join(lines)
 
@@ -436,13 +439,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"auditing a tenant of {subs:,} subscriptions, {holders} with {per} templates each ...", flush=True)
     tenant_rows = [measure_tenant(subs, holders, per)]
     print(f"  {asdict(tenant_rows[0])}", flush=True)
+    print("auditing 10,000 templates x 100,000 role assignments from a snapshot (peak RSS, CSV output) ...", flush=True)
+    memory_rows = [measure_memory()]
+    print(f"  {asdict(memory_rows[0])}", flush=True)
     from tests import bench_reports
 
     print("rendering every report format for 1,000 templates ...", flush=True)
     reports = bench_reports.section(bench_reports.measure())
     overhead, floor_rows = measure_floor_rows(max(sizes))
     collector_rows = measure_collector_rows()
-    text = report(rows, mix, rbac, started, time.perf_counter() - t0, tenant_rows) + "\n" + "\n".join(reports)
+    text = report(rows, mix, rbac, started, time.perf_counter() - t0, tenant_rows, memory_rows) + "\n" + "\n".join(reports)
     text += "\n" + "\n".join(floor_section(overhead, floor_rows))
     text += "\n" + "\n".join(collector_section(collector_rows))
     OUT.write_text(text, encoding="utf-8")
@@ -458,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(overhead_table(overhead)))
     print()
     print("\n".join(collector_table(collector_rows)))
+    print()
+    print("\n".join(memory_table(memory_rows)))
     print(f"\nwritten to {OUT}")
     return 0
 
