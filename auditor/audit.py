@@ -96,19 +96,29 @@ def run_audit(inv: Inventory, checks: list[Check], policy: Policy | None = None)
     policy = policy or Policy()
     inv.consulted.clear()
     shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
-    findings: list[Finding] = []
+    groups: dict[str, list[Finding]] = {}  # template_id.lower() (Finding.sort_key's first part) -> its rows
     results: list[TemplateResult] = []
+    details: dict[str, str] = {}  # one copy of each detail text: rows about a subscription-wide grant repeat it
     for t in inv.templates:
         per_check: dict[str, Status] = {}
         buckets: dict[str, list[tuple[Severity, Status]]] = defaultdict(list)
+        rows = groups.setdefault(t.id.lower(), [])
         for chk in checks:
             out = _run_one(chk, t, inv, policy, shown)
-            findings.extend(out)
+            for f in out:
+                f.detail = details.setdefault(f.detail, f.detail)
+            rows.extend(out)
             status = check_status(out)
             per_check[chk.meta.id] = status
             buckets[chk.meta.score].append((chk.meta.severity, status))
         results.append(TemplateResult(t, per_check, score(buckets["resilience"]), score(buckets["least_privilege"])))
-    findings.sort(key=Finding.sort_key)
+    # Finding.sort_key order, sorted a template at a time: one sort over every row would hold a key tuple (and
+    # lower-cased copies of its IDs) for each of hundreds of thousands of rows at once.
+    findings: list[Finding] = []
+    for key in sorted(groups):
+        rows = groups.pop(key)
+        rows.sort(key=Finding.sort_key)
+        findings.extend(rows)
     return AuditResult(
         checks=checks, templates=results, findings=findings, inventory=inv, extra_errors=unattributed_errors(inv, shown)
     )
