@@ -147,12 +147,3 @@ def emit_report(write: Callable[[TextIO], None], output: Path | None, flag: str 
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_gone()
-
-
-def emit(text: str, output: Path | None) -> None:
-    """Write a whole text to stdout or `output`."""
-
-    def write(fh: TextIO) -> None:
-        fh.write(text)
-
-    emit_report(write, output)
