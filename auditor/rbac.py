@@ -351,7 +351,8 @@ class Rbac:
         self._above_by_sub: dict[str, tuple[str, ...]] = {}
         self._deny_above_by_sub: dict[str, tuple[str, ...]] = {}
         self._role_ids: dict[str, RoleDefinition | None] = {}
-        self._error_cache: dict[str, list[ReadError]] = {}
+        # A tuple: most scopes have no failed read, and the empty tuple is one object (a list per scope is not).
+        self._error_cache: dict[str, tuple[ReadError, ...]] = {}
 
     # -- roles ------------------------------------------------------------------------------------
 
@@ -527,7 +528,7 @@ class Rbac:
         key = ids.norm(scope)
         hit = self._error_cache.get(key)
         if hit is None:
-            hit = self._error_cache[key] = [e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key)]
+            hit = self._error_cache[key] = tuple(e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key))
         return list(hit)
 
     # -- the two questions ------------------------------------------------------------------------

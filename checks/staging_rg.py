@@ -10,6 +10,8 @@ inside it all count.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from auditor import ids, rbac, staging_reach
 from auditor.findings import Finding, Status, error, failed, passed
 from auditor.inventory import Inventory, Template
@@ -139,13 +141,18 @@ def _add_reach(rows: list[Finding], data: rbac.Answer) -> None:
     data_pairs = {(g.assignment_id, g.granted_by) for g in data}
     for f in rows:
         grants = f.evidence.get("grants") or []
-        reach = {
-            g["granted_by"]: staging_reach.classify(g["granted_by"], (g["assignment_id"], g["granted_by"]) in data_pairs).why
-            for g in grants
-            if g.get("granted_by")
-        }
-        if reach:
-            f.evidence["reaches"] = reach
+        patterns = tuple(
+            (g["granted_by"], (g["assignment_id"], g["granted_by"]) in data_pairs) for g in grants if g.get("granted_by")
+        )
+        if patterns:
+            f.evidence["reaches"] = _reaches(patterns)
+
+
+@lru_cache(maxsize=4096)
+def _reaches(patterns: tuple[tuple[str, bool], ...]) -> dict[str, str]:
+    """pattern -> why it reaches a staging RG. One dict per set of patterns, shared by the rows that cite the same
+    grants (a subscription-wide Contributor is cited on every template's row): read-only evidence."""
+    return {pattern: staging_reach.classify(pattern, data).why for pattern, data in patterns}
 
 
 @check("AIB-LP-003")
