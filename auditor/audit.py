@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from auditor.documents import Template
 from auditor.errors import UsageError
 from auditor.findings import Finding, Severity, Status, check_status, error, score
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from auditor.principals import enrich
 from checks.registry import Check, catalog

@@ -39,11 +39,12 @@ from azure.core.credentials import TokenCredential
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__, discover, ids
 from auditor.azure import ArmClients
+from auditor.documents import Template, parse_template
 from auditor.errors import SubscriptionError
 from auditor.graph import GraphSettings, collect_directory
-from auditor.inventory import Template, parse_role_assignment, parse_template
 from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.pacing import Pacer
+from auditor.rbac_documents import parse_role_assignment
 from auditor.reads import Outcome as _Outcome
 from auditor.reads import Read as _Read
 from auditor.reads import ReadRunner

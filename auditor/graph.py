@@ -36,7 +36,6 @@ from azure.core.pipeline import policies as core_policies
 from azure.core.rest import HttpRequest
 
 from auditor.errors import CredentialError
-from auditor.inventory import parse_role_assignment
 from auditor.limits import Limits
 from auditor.pipeline import (
     BoundedRetryPolicy,
@@ -47,6 +46,7 @@ from auditor.pipeline import (
     read_budget,
     transport_options,
 )
+from auditor.rbac_documents import parse_role_assignment
 from auditor.reads import GRACE_S
 from auditor.snapshot import Snapshot
 from auditor.workers import DaemonPool

@@ -7,8 +7,9 @@ keeps the download from being altered on the way.
 
 from __future__ import annotations
 
+from auditor.documents import ScriptRef, Template
 from auditor.findings import Finding, failed, not_applicable, passed
-from auditor.inventory import Inventory, ScriptRef, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

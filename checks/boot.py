@@ -9,8 +9,9 @@ on it, the check says ERROR.
 from __future__ import annotations
 
 from auditor import ids
+from auditor.documents import Template
 from auditor.findings import Finding, error, failed, not_applicable, passed
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

@@ -8,8 +8,9 @@ survives one when its versions are replicated to more than one region.
 from __future__ import annotations
 
 from auditor import ids
+from auditor.documents import Distribution, Template
 from auditor.findings import Finding, error, failed, passed
-from auditor.inventory import Distribution, Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from auditor import ids
+from auditor.documents import Distribution, Gallery, Lock, Template
 from auditor.findings import Finding, error, failed, not_applicable, passed
-from auditor.inventory import Distribution, Gallery, Inventory, Lock, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

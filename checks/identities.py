@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditor import ids, rbac
+from auditor import ids, rbac, rbac_terms
+from auditor.documents import Template
 from auditor.findings import Finding, Status, failed, not_applicable, passed
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
+from checks import common
 from checks.common import (
     BUILD_VM_IDENTITY,
     TEMPLATE_IDENTITY,
@@ -57,10 +59,10 @@ DOCUMENTED_MINIMUM: dict[str, list[str]] = {
 # --------------------------------------------------------------------------------------------- LP-004 / LP-005
 
 
-def _violations(g: rbac.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
+def _violations(g: rbac_terms.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
     """Why one assignment of an identity breaks least privilege (empty: it doesn't)."""
     reasons: list[str] = []
-    if g.breadth >= rbac.SUBSCRIPTION_BREADTH:
+    if g.breadth >= rbac_terms.SUBSCRIPTION_BREADTH:
         reasons.append(f"assigned at {g.inherited_from} (subscription scope or above)")
     if by := engine.grant_can(g, ROLE_WRITE):
         reasons.append(f"{g.role_name} can write role assignments (through '{by}')")
@@ -69,11 +71,11 @@ def _violations(g: rbac.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
             f"{g.role_name} can write role definitions (through '{by}'): it could rewrite a custom role it holds into '*'"
         )
     on_staging = bool(t.staging_rg_id) and ids.is_ancestor_or_self(t.staging_rg_id, g.assignment_scope)
-    broad_builtin = g.role_guid in (rbac.OWNER_GUID, rbac.CONTRIBUTOR_GUID)
+    broad_builtin = g.role_guid in (rbac_terms.OWNER_GUID, rbac_terms.CONTRIBUTOR_GUID)
     role = engine.role(g.role_id)
     if broad_builtin and not on_staging:
         reasons.append(f"{g.role_name} outside the template's staging resource group")
-    elif role is not None and engine.has_star(role) and not (g.role_guid == rbac.CONTRIBUTOR_GUID and on_staging):
+    elif role is not None and engine.has_star(role) and not (g.role_guid == rbac_terms.CONTRIBUTOR_GUID and on_staging):
         star = engine.star_pattern(role)
         if star == "*":
             reasons.append(f"{g.role_name} has '*' in its actions")
@@ -82,8 +84,8 @@ def _violations(g: rbac.Grant, engine: rbac.Rbac, t: Template) -> list[str]:
     return reasons
 
 
-def _roles_evidence(grants: list[rbac.Grant]) -> list[dict[str, Any]]:
-    return [g.evidence() for g in rbac.by_rank(grants)]
+def _roles_evidence(grants: list[rbac_terms.Grant]) -> list[dict[str, Any]]:
+    return [g.evidence() for g in rbac_terms.by_rank(grants)]
 
 
 def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
@@ -97,12 +99,12 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
     # The identity's own assignments may be anywhere in the audit (any subscription, management group or root):
     # any failed RBAC read may hide one.
     answer.errors.extend(e for e in engine.all_errors() if e not in answer.errors)
-    problems = rbac.problem_findings(answer) + unaudited_identity(iid, label, inv)
+    problems = common.problem_findings(answer) + unaudited_identity(iid, label, inv)
     for f in problems:  # keyed on the identity like its PASS/FAIL rows, so (resource, check) stays the same
         f.resource_id = iid
     minimum = DOCUMENTED_MINIMUM[label]
     allowed = policy.allows(check_id, pid)
-    groups: dict[tuple[str, str], list[rbac.Grant]] = {}
+    groups: dict[tuple[str, str], list[rbac_terms.Grant]] = {}
     for g in answer.grants:
         groups.setdefault((g.role_guid, g.scope_key), []).append(g)
     rows: list[Finding] = []
@@ -110,8 +112,8 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
         reasons = _violations(grants[0], engine, t)
         if not reasons:
             continue
-        fields = rbac.principal_fields(grants, allowed, identity_id=iid, violations=reasons, documented_minimum=minimum)
-        detail = f"{label} {name} holds {rbac.via(grants)}: " + "; ".join(reasons)
+        fields = common.principal_fields(grants, allowed, identity_id=iid, violations=reasons, documented_minimum=minimum)
+        detail = f"{label} {name} holds {common.via(grants)}: " + "; ".join(reasons)
         if allowed:
             rows.append(passed(f"{detail}; accepted by the audit policy", resource_id=iid, **fields))
         else:
@@ -123,10 +125,10 @@ def identity_rights(check_id: str, label: str, iid: str, t: Template, inv: Inven
     evidence = {"identity_id": iid, "roles": _roles_evidence(answer.grants), "documented_minimum": minimum, "allowed": allowed}
     if not answer.grants:
         return [passed(f"{label} {name} has no role assignments", resource_id=iid, principal_id=pid, evidence=evidence)]
-    top = rbac.top(answer.grants)
+    top = rbac_terms.top(answer.grants)
     return [
         passed(
-            f"{label} {name} holds only {rbac.via(answer.grants)}: nothing at subscription scope or above, "
+            f"{label} {name} holds only {common.via(answer.grants)}: nothing at subscription scope or above, "
             "no role that can write role assignments, no Owner/Contributor outside the staging resource group",
             resource_id=iid,
             principal_id=pid,
@@ -185,31 +187,31 @@ def build_vm_identity_differs(t: Template, inv: Inventory, policy: Policy) -> li
 
 
 def _use_rows(
-    label: str, iid: str, answer: rbac.Answer, template_pids: set[str], own_pid: str | None, policy: Policy, build_vm: bool
+    label: str, iid: str, answer: rbac_terms.Answer, template_pids: set[str], own_pid: str | None, policy: Policy, build_vm: bool
 ) -> list[Finding]:
     name = ids.name_of(iid)
     rows: list[Finding] = []
     for pid, grants in sorted(answer.by_principal().items(), key=lambda kv: kv[0]):
-        top = rbac.top(grants)
-        who = rbac.principal_label(top)
+        top = rbac_terms.top(grants)
+        who = common.principal_label(top)
         verb = USE_VERBS.get(top.matched_action, "use")
-        base = f"{who} can {verb} {label} {name} through {rbac.via(grants)}"
+        base = f"{who} can {verb} {label} {name} through {common.via(grants)}"
         if pid == own_pid:
             # An identity that can assign itself gains nothing it does not hold already; its breadth is LP-004/005's.
-            fields = rbac.principal_fields(grants, False, identity_id=iid, expected=True)
+            fields = common.principal_fields(grants, False, identity_id=iid, expected=True)
             rows.append(
                 passed(
-                    f"{label} {name} can {verb} itself through {rbac.via(grants)}: it gains no one else's rights",
+                    f"{label} {name} can {verb} itself through {common.via(grants)}: it gains no one else's rights",
                     resource_id=iid,
                     **fields,
                 )
             )
             continue
         if build_vm and pid in template_pids:
-            fields = rbac.principal_fields(grants, False, identity_id=iid, expected=True)
+            fields = common.principal_fields(grants, False, identity_id=iid, expected=True)
             rows.append(
                 passed(
-                    f"the template identity can {verb} {label} {name} through {rbac.via(grants)}: expected "
+                    f"the template identity can {verb} {label} {name} through {common.via(grants)}: expected "
                     "(AIB needs Managed Identity Operator on each build-VM identity)",
                     resource_id=iid,
                     **fields,
@@ -217,7 +219,7 @@ def _use_rows(
             )
             continue
         allowed = policy.allows("AIB-LP-007", pid)
-        fields = rbac.principal_fields(grants, allowed, identity_id=iid, expected=False)
+        fields = common.principal_fields(grants, allowed, identity_id=iid, expected=False)
         if allowed:
             rows.append(passed(f"{base}; accepted by the audit policy", resource_id=iid, **fields))
         else:
@@ -243,11 +245,11 @@ def identity_use(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
         # Assignments on a child of the identity (an existing federated credential) grant FIC writes there too.
         below = engine.who_can(FIC_WRITE, iid, include_below=True)
         answer = engine.who_can((ASSIGN, FIC_WRITE), iid).merge(
-            rbac.Answer([g for g in below if g.scope_key.startswith(ids.norm(iid) + "/")], below.unresolved, below.errors)
+            rbac_terms.Answer([g for g in below if g.scope_key.startswith(ids.norm(iid) + "/")], below.unresolved, below.errors)
         )
         # Without its principal, the identity's own grants cannot be told from anyone else's.
         own_pid, id_problems = identity_principal(iid, label, t, inv)
-        problems = rbac.problem_findings(answer) + id_problems
+        problems = common.problem_findings(answer) + id_problems
         for f in problems:
             f.resource_id = f.resource_id or iid
         rows = _use_rows(label, iid, answer, template_pids, own_pid, policy, build_vm)

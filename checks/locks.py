@@ -8,8 +8,9 @@ is in the inventory unless that read failed.
 from __future__ import annotations
 
 from auditor import ids
+from auditor.documents import Lock, Template
 from auditor.findings import Finding, error, failed, passed
-from auditor.inventory import Inventory, Lock, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

@@ -6,8 +6,9 @@ settings say. Informational: it does not weigh in the resilience score.
 
 from __future__ import annotations
 
+from auditor.documents import Template
 from auditor.findings import Finding, failed, passed
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

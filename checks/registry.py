@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from auditor.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from auditor.inventory import Inventory, Template
+    from auditor.documents import Template
+    from auditor.inventory import Inventory
     from auditor.policy import Policy
 
 CheckFn = Callable[["Template", "Inventory", "Policy"], list[Finding]]

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from auditor import ids, rbac, staging_reach
+from auditor import ids, rbac, rbac_terms, staging_reach
+from auditor.documents import Template
 from auditor.findings import Finding, Status, error, failed, passed
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
+from checks import common
 from checks.common import TEMPLATE_IDENTITY, identity_principal, with_problems
 from checks.registry import check
 
@@ -32,7 +34,7 @@ BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/rea
 
 # AIB-LP-002's question: an action that can change what the staging RG holds, or the rights and rules over it
 # (auditor/staging_reach.py). Monitoring Reader's Microsoft.Support/* and workspace search do not count.
-STAGING_CHANGE = rbac.NonRead(counts=staging_reach.reaches, label="an action that can change the staging resource group")
+STAGING_CHANGE = rbac_terms.NonRead(counts=staging_reach.reaches, label="an action that can change the staging resource group")
 
 
 def staging_scope(t: Template, inv: Inventory) -> tuple[str | None, list[Finding]]:
@@ -75,17 +77,17 @@ def template_identity_principals(t: Template, inv: Inventory) -> tuple[set[str],
 
 
 def _staging_rows(
-    check_id: str, t: Template, policy: Policy, scope: str, answer: rbac.Answer, template_pids: set[str], what: str
+    check_id: str, t: Template, policy: Policy, scope: str, answer: rbac_terms.Answer, template_pids: set[str], what: str
 ) -> list[Finding]:
     rg = ids.name_of(scope)
     rows: list[Finding] = []
     for pid, grants in sorted(answer.by_principal().items(), key=lambda kv: kv[0]):
-        who = rbac.principal_label(rbac.top(grants))
+        who = common.principal_label(rbac_terms.top(grants))
         if pid in template_pids:
-            fields = rbac.principal_fields(grants, False, template_identity=True)
+            fields = common.principal_fields(grants, False, template_identity=True)
             rows.append(
                 passed(
-                    f"the template identity ({who}) can {what} in staging resource group {rg} through {rbac.via(grants)}: "
+                    f"the template identity ({who}) can {what} in staging resource group {rg} through {common.via(grants)}: "
                     "expected, AIB needs Contributor there (its own rights are judged by AIB-LP-004)",
                     resource_id=scope,
                     **fields,
@@ -93,8 +95,8 @@ def _staging_rows(
             )
             continue
         allowed = policy.allows(check_id, pid)
-        fields = rbac.principal_fields(grants, allowed, template_identity=False)
-        detail = f"{who} can {what} in staging resource group {rg} of template {t.name} through {rbac.via(grants)}"
+        fields = common.principal_fields(grants, allowed, template_identity=False)
+        detail = f"{who} can {what} in staging resource group {rg} of template {t.name} through {common.via(grants)}"
         if allowed:
             rows.append(passed(f"{detail}; accepted by the audit policy", resource_id=scope, **fields))
         else:
@@ -129,14 +131,14 @@ def staging_rg_change(t: Template, inv: Inventory, policy: Policy) -> list[Findi
     _add_reach(rows, data)
     return _finish(
         rows,
-        rbac.problem_findings(answer) + id_problems,
+        common.problem_findings(answer) + id_problems,
         scope,
         t,
         "no principal but the template identity can change resources in staging resource group {rg} of template {t}",
     )
 
 
-def _add_reach(rows: list[Finding], data: rbac.Answer) -> None:
+def _add_reach(rows: list[Finding], data: rbac_terms.Answer) -> None:
     """Say in each row's evidence why its granting patterns reach the staging RG (`reaches`: pattern -> why)."""
     data_pairs = {(g.assignment_id, g.granted_by) for g in data}
     for f in rows:
@@ -176,7 +178,7 @@ def staging_rg_artifacts(t: Template, inv: Inventory, policy: Policy) -> list[Fi
     )
     return _finish(
         rows,
-        rbac.problem_findings(answer) + id_problems,
+        common.problem_findings(answer) + id_problems,
         scope,
         t,
         "no principal but the template identity can read the artifact copies in staging resource group {rg} of template {t}",

@@ -9,8 +9,9 @@ sets both `subnetId` and `containerInstanceSubnetId`: separate subnets of one VN
 from __future__ import annotations
 
 from auditor import ids
+from auditor.documents import Template
 from auditor.findings import Finding, failed, passed
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

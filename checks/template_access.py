@@ -9,11 +9,13 @@ be held by few principals, and never by a deleted one.
 
 from __future__ import annotations
 
-from auditor import rbac
+from auditor import rbac, rbac_terms
+from auditor.documents import Template
 from auditor.findings import Finding, failed, passed
-from auditor.inventory import Inventory, Template
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from auditor.principals import Count, count_principals
+from checks import common
 from checks.common import with_problems
 from checks.registry import check
 
@@ -28,18 +30,19 @@ VERBS: dict[str, str] = {
 }
 
 
-def _row(grants: list[rbac.Grant], allowed: bool, count: Count, limit: int) -> Finding:
-    top = rbac.top(grants)
-    who = rbac.principal_label(top)
+def _row(grants: list[rbac_terms.Grant], allowed: bool, count: Count, limit: int) -> Finding:
+    top = rbac_terms.top(grants)
+    who = common.principal_label(top)
     verb = VERBS.get(top.matched_action, "change")
-    base = f"{who} can {verb} the template through {rbac.via(grants)}"
+    base = f"{who} can {verb} the template through {common.via(grants)}"
     extra = {"unbounded_because": count.unbounded} if count.unbounded else {}
-    fields = rbac.principal_fields(grants, allowed, principals_counted=count.value, max_template_writers=limit, **extra)
+    fields = common.principal_fields(grants, allowed, principals_counted=count.value, max_template_writers=limit, **extra)
     if allowed:
         return passed(f"{base}; accepted by the audit policy", **fields)
     reasons = []
-    if broad := [g for g in grants if g.breadth >= rbac.SUBSCRIPTION_BREADTH]:
-        reasons.append(f"the right comes from {rbac.top(broad).inherited_from}: grant it on the template or its resource group")
+    if broad := [g for g in grants if g.breadth >= rbac_terms.SUBSCRIPTION_BREADTH]:
+        source = rbac_terms.top(broad).inherited_from
+        reasons.append(f"the right comes from {source}: grant it on the template or its resource group")
     if top.principal_deleted:
         reasons.append(
             "the principal was deleted (Microsoft Graph does not know it; ARM says principalType "
@@ -59,10 +62,10 @@ def _row(grants: list[rbac.Grant], allowed: bool, count: Count, limit: int) -> F
 @check(CHECK_ID)
 def template_access(t: Template, inv: Inventory, policy: Policy) -> list[Finding]:
     answer = rbac.engine(inv).who_can(TEMPLATE_CHANGE_ACTIONS, t.id)
-    problems = rbac.problem_findings(answer)
+    problems = common.problem_findings(answer)
     principals = answer.by_principal()
     # Each person once: with --expand-groups a group counts as its members, an unreadable group as unbounded.
-    types = {pid: rbac.top(grants).principal_type for pid, grants in principals.items()}
+    types = {pid: rbac_terms.top(grants).principal_type for pid, grants in principals.items()}
     count = count_principals(types, inv.directory, lambda pid: policy.allows(CHECK_ID, pid))
     limit = policy.max_template_writers
     rows = [

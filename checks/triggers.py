@@ -10,8 +10,9 @@ knows whether "create a trigger" is enough or the template must be redeployed fi
 from __future__ import annotations
 
 from auditor import ids
+from auditor.documents import Template, Trigger
 from auditor.findings import Finding, error, failed, passed
-from auditor.inventory import Inventory, Template, Trigger
+from auditor.inventory import Inventory
 from auditor.policy import Policy
 from checks.registry import check
 

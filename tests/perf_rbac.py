@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from auditor.audit import run_audit, select_checks
-from auditor.inventory import EVERYONE, build_inventory
+from auditor.documents import EVERYONE
+from auditor.inventory import build_inventory
 from auditor.snapshot import Snapshot
 from fixtures import builders as b
 from fixtures import roles

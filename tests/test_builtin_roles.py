@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from auditor import rbac, staging_reach
-from auditor.inventory import RoleDefinition, parse_role_definition
+from auditor import rbac, rbac_terms, staging_reach
+from auditor.rbac_documents import RoleDefinition, parse_role_definition
 from checks.identities import ASSIGN, FIC_WRITE
 from checks.staging_rg import ARTIFACT_KEY_ACTIONS, BLOB_READ, STAGING_CHANGE
 from checks.template_access import TEMPLATE_CHANGE_ACTIONS
@@ -48,7 +48,7 @@ def load_roles(path: Path = ROLES_FILE) -> list[RoleDefinition]:
 
 
 def _grants(role: RoleDefinition, actions: rbac.Actions, data: bool = False) -> tuple[tuple[str, str], ...]:
-    return rbac.role_grants(role, rbac.make_query(actions, data))
+    return rbac.role_grants(role, rbac_terms.make_query(actions, data))
 
 
 def verdicts(role: RoleDefinition) -> dict[str, str]:

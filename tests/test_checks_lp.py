@@ -13,8 +13,9 @@ import pytest
 
 from auditor import ids
 from auditor.audit import run_audit, select_checks
+from auditor.documents import EVERYONE
 from auditor.findings import Finding, Status
-from auditor.inventory import EVERYONE, Inventory, build_inventory
+from auditor.inventory import Inventory, build_inventory
 from auditor.policy import Policy
 from auditor.snapshot import Snapshot
 from fixtures import builders as b

@@ -15,8 +15,9 @@ import pytest
 
 from auditor import ids
 from auditor.audit import AuditResult, run_audit, select_checks
+from auditor.documents import EVERYONE
 from auditor.findings import Finding, Status
-from auditor.inventory import EVERYONE, build_inventory
+from auditor.inventory import build_inventory
 from auditor.snapshot import KINDS, Snapshot
 from checks.registry import catalog
 from fixtures import demo, edge, roles

@@ -16,9 +16,10 @@ import requests
 from auditor.audit import run_audit, select_checks
 from auditor.azure import StaticTokenCredential
 from auditor.collect import collect
+from auditor.documents import SharingGroup, parse_gallery
 from auditor.emulator import Faults
 from auditor.findings import Finding, Status
-from auditor.inventory import SharingGroup, build_inventory, parse_gallery
+from auditor.inventory import build_inventory
 from auditor.policy import Policy, PolicyError, load_policy
 from auditor.snapshot import Snapshot
 from checks.registry import catalog

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from auditor import ids, rbac
+from auditor import actions, ids, rbac, rbac_terms
+from auditor.documents import EVERYONE
 from auditor.findings import Status
-from auditor.inventory import EVERYONE, Inventory, build_inventory
+from auditor.inventory import Inventory, build_inventory
 from auditor.snapshot import Snapshot
+from checks import common
 from fixtures import builders as b
 from fixtures import roles
 
@@ -57,7 +59,7 @@ def ra(scope: str, role: str, pid: str, ptype: str = "User", **kw: Any) -> dict[
     return b.role_assignment(scope, role, pid, ptype, sub=SUB, **kw)
 
 
-def principals(ans: rbac.Answer) -> set[str]:
+def principals(ans: rbac_terms.Answer) -> set[str]:
     return {g.principal_id for g in ans}
 
 
@@ -86,16 +88,16 @@ def principals(ans: rbac.Answer) -> set[str]:
     ],
 )
 def test_action_patterns_match_with_wildcards_anywhere_case_insensitively(pattern: str, action: str, expected: bool) -> None:
-    assert rbac.matches(pattern, action) is expected
+    assert actions.matches(pattern, action) is expected
 
 
 def test_pattern_algebra_intersects_and_covers() -> None:
-    assert rbac.intersects("*", "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action")
-    assert not rbac.intersects("*/read", "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action")
-    assert rbac.intersects("Microsoft.Compute/*/write", "*/galleries/*")
-    assert rbac.covers("Microsoft.Storage/*", "Microsoft.Storage/*/write")
-    assert not rbac.covers("Microsoft.Storage/*/write", "Microsoft.Storage/*")
-    assert not rbac.covers("*/read", "*")
+    assert actions.intersects("*", "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action")
+    assert not actions.intersects("*/read", "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action")
+    assert actions.intersects("Microsoft.Compute/*/write", "*/galleries/*")
+    assert actions.covers("Microsoft.Storage/*", "Microsoft.Storage/*/write")
+    assert not actions.covers("Microsoft.Storage/*/write", "Microsoft.Storage/*")
+    assert not actions.covers("*/read", "*")
 
 
 # --------------------------------------------------------------------------------------------- inheritance
@@ -198,10 +200,10 @@ def test_deny_for_everyone_excluding_a_group_keeps_everyone_elses_grant_with_a_c
         f" excluded group {GROUP}",
     )
     assert by_pid[GROUP].deny_caveats == ()  # the group itself is excluded by name: nothing to caveat
-    evidence = rbac.principal_fields([by_pid[ALICE]], False)["evidence"]
+    evidence = common.principal_fields([by_pid[ALICE]], False)["evidence"]
     assert evidence["deny_caveats"] == list(by_pid[ALICE].deny_caveats)
     assert evidence["grants"][0]["deny_caveats"] == list(by_pid[ALICE].deny_caveats)
-    assert f"would remove this unless {ALICE} is a member of excluded group {GROUP}" in rbac.via([by_pid[ALICE]])
+    assert f"would remove this unless {ALICE} is a member of excluded group {GROUP}" in common.via([by_pid[ALICE]])
 
 
 @pytest.mark.parametrize(
@@ -273,14 +275,14 @@ def test_include_below_judges_a_deny_not_applying_to_child_scopes_at_the_childre
     deny["properties"]["doNotApplyToChildScopes"] = True
     inv = inventory([ra(b.sub_id(SUB), roles.CONTRIBUTOR, ALICE), ra(STG, roles.CONTRIBUTOR, CAROL)], denies=[deny])
     engine = rbac.Rbac(inv)
-    assert principals(engine.who_can(rbac.NON_READ, RG)) == set()  # on the RG itself the deny applies
-    below = engine.who_can(rbac.NON_READ, RG, include_below=True)
+    assert principals(engine.who_can(rbac_terms.NON_READ, RG)) == set()  # on the RG itself the deny applies
+    below = engine.who_can(rbac_terms.NON_READ, RG, include_below=True)
     assert principals(below) == {ALICE, CAROL}
     assert all(g.deny_caveats == () for g in below)
     # Without doNotApplyToChildScopes the deny reaches every resource in the RG.
     deny["properties"]["doNotApplyToChildScopes"] = False
     inv = inventory([ra(b.sub_id(SUB), roles.CONTRIBUTOR, ALICE), ra(STG, roles.CONTRIBUTOR, CAROL)], denies=[deny])
-    assert principals(rbac.Rbac(inv).who_can(rbac.NON_READ, RG, include_below=True)) == set()
+    assert principals(rbac.Rbac(inv).who_can(rbac_terms.NON_READ, RG, include_below=True)) == set()
 
 
 def test_conditional_and_eligible_assignments_grant_and_are_flagged() -> None:
@@ -293,7 +295,7 @@ def test_conditional_and_eligible_assignments_grant_and_are_flagged() -> None:
     assert by_pid[ALICE].conditional and not by_pid[ALICE].eligible
     assert by_pid[BOB].eligible and not by_pid[BOB].conditional
     assert by_pid[BOB].inherited_from == f"subscription {SUB}"
-    assert "PIM-eligible" in rbac.grant_flags(by_pid[BOB]) and "ABAC condition" in rbac.grant_flags(by_pid[ALICE])
+    assert "PIM-eligible" in common.grant_flags(by_pid[BOB]) and "ABAC condition" in common.grant_flags(by_pid[ALICE])
 
 
 def test_data_actions_are_evaluated_apart_from_actions() -> None:
@@ -317,7 +319,7 @@ def test_non_read_question_ignores_readers_and_fully_removed_patterns() -> None:
         ],
         extra_roles=[hollow, monitor_like],
     )
-    [grant] = rbac.Rbac(inv).who_can(rbac.NON_READ, RG).grants
+    [grant] = rbac.Rbac(inv).who_can(rbac_terms.NON_READ, RG).grants
     assert grant.principal_id == CAROL and grant.role_name == "Virtual Machine Contributor"
 
 
@@ -347,7 +349,7 @@ def test_unresolved_role_definition_is_surfaced_never_skipped() -> None:
     assert ans.unresolved and not ans.errors
     [unresolved] = ans.unresolved
     assert unresolved.principal_id == ALICE
-    [finding] = rbac.problem_findings(ans)
+    [finding] = common.problem_findings(ans)
     assert finding.status == Status.ERROR and finding.principal_id == ALICE
     assert (
         f"role definition /subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{missing} could not be read"
@@ -369,7 +371,7 @@ def test_failed_rbac_reads_make_the_answer_incomplete() -> None:
     inv = inventory([ra(RG, roles.OWNER, ALICE)], errors=[err])
     ans = rbac.Rbac(inv).who_can(WRITE, TPL)
     assert not ans.unresolved and [e.kind for e in ans.errors] == ["denyAssignments"]
-    [finding] = rbac.problem_findings(ans)
+    [finding] = common.problem_findings(ans)
     assert finding.status == Status.ERROR and "Microsoft.Authorization/denyAssignments/read" in finding.detail
 
 
@@ -379,8 +381,8 @@ def test_failed_rbac_reads_make_the_answer_incomplete() -> None:
 def test_include_below_counts_assignments_on_resources_inside_the_scope() -> None:
     inv = inventory([ra(STG, roles.STORAGE_ACCOUNT_CONTRIBUTOR, ALICE), ra(b.rg_id(SUB, "rg-images2"), roles.OWNER, BOB)])
     engine = rbac.Rbac(inv)
-    assert len(engine.who_can(rbac.NON_READ, RG)) == 0
-    [grant] = engine.who_can(rbac.NON_READ, RG, include_below=True).grants
+    assert len(engine.who_can(rbac_terms.NON_READ, RG)) == 0
+    [grant] = engine.who_can(rbac_terms.NON_READ, RG, include_below=True).grants
     assert grant.principal_id == ALICE and grant.inherited_from == "resource stgartifacts"  # rg-images2 is no child
 
 
@@ -470,7 +472,7 @@ def test_management_group_assignment_applies_only_to_subscriptions_under_it() ->
     engine = rbac.Rbac(inv)
     assert principals(engine.who_can(WRITE, TPL)) == {ALICE, CAROL}
     assert principals(engine.who_can(WRITE, TPL_B)) == {BOB, CAROL}  # Owner at mg-a is no writer under mg-b
-    assert principals(engine.who_can(rbac.NON_READ, b.rg_id(SUB_B, "rg-images"), include_below=True)) == {BOB, CAROL}
+    assert principals(engine.who_can(rbac_terms.NON_READ, b.rg_id(SUB_B, "rg-images"), include_below=True)) == {BOB, CAROL}
     # Locks, read errors and denies follow the same hierarchy (Inventory.applies_at).
     assert inv.applies_at(MG_A, TPL) and not inv.applies_at(MG_A, TPL_B) and inv.applies_at("/", TPL_B)
 
@@ -534,14 +536,14 @@ def test_deny_removing_one_granting_pattern_leaves_the_others() -> None:
     deny = b.deny_assignment(RG, "no-compute", ["Microsoft.Compute/*"], [ALICE])
     inv = inventory([ra(RG, b.guid("two-writes"), ALICE)], extra_roles=[two], denies=[deny])
     engine = rbac.Rbac(inv)
-    [grant] = engine.who_can(rbac.NON_READ, RG).grants
+    [grant] = engine.who_can(rbac_terms.NON_READ, RG).grants
     assert grant.principal_id == ALICE and grant.granted_by == "Microsoft.Network/*/write"
     # The same for a pattern question, and nothing once a deny covers every pattern.
     [grant] = engine.who_can("Microsoft.*/write", RG).grants
     assert grant.granted_by == "Microsoft.Network/*/write"
     deny_all = b.deny_assignment(RG, "no-writes", ["Microsoft.Compute/*", "Microsoft.Network/*"], [ALICE])
     inv = inventory([ra(RG, b.guid("two-writes"), ALICE)], extra_roles=[two], denies=[deny_all])
-    assert len(rbac.Rbac(inv).who_can(rbac.NON_READ, RG)) == 0
+    assert len(rbac.Rbac(inv).who_can(rbac_terms.NON_READ, RG)) == 0
 
 
 def test_top_is_the_most_significant_grant() -> None:
@@ -550,8 +552,8 @@ def test_top_is_the_most_significant_grant() -> None:
         eligible=[b.eligibility(b.sub_id(SUB), roles.OWNER, ALICE, sub=SUB)],
     )
     grants = rbac.Rbac(inv).who_can(WRITE, TPL).grants
-    assert rbac.top(grants).scope_level == "managementGroup"
-    assert [g.scope_level for g in rbac.by_rank(grants)] == ["managementGroup", "subscription", "resource"]
+    assert rbac_terms.top(grants).scope_level == "managementGroup"
+    assert [g.scope_level for g in rbac_terms.by_rank(grants)] == ["managementGroup", "subscription", "resource"]
 
 
 # --------------------------------------------------------------------------------------------- principal types
@@ -563,8 +565,8 @@ def test_missing_principal_type_is_not_a_deleted_principal() -> None:
     inv = inventory([silent, ra(RG, roles.OWNER, BOB, "Unknown")])
     by_pid = {g.principal_id: g for g in rbac.Rbac(inv).who_can(WRITE, TPL)}
     assert by_pid[ALICE].principal_type == "" and not by_pid[ALICE].deleted
-    assert rbac.principal_label(by_pid[ALICE]) == f"principal {ALICE}"
-    assert by_pid[BOB].deleted and rbac.principal_label(by_pid[BOB]) == f"deleted principal {BOB}"
+    assert common.principal_label(by_pid[ALICE]) == f"principal {ALICE}"
+    assert by_pid[BOB].deleted and common.principal_label(by_pid[BOB]) == f"deleted principal {BOB}"
 
 
 # --------------------------------------------------------------------------------------------- ids
@@ -633,7 +635,7 @@ def test_role_definition_without_readable_permissions_is_unresolved_not_empty(sh
         [u] = ans.unresolved
         assert u.principal_id == ALICE and u.reason == reason
         assert f"the permissions of role definition {u.role_definition_id} could not be read ({reason})" in u.message()
-    [f] = rbac.problem_findings(engine.who_can(WRITE, TPL))
+    [f] = common.problem_findings(engine.who_can(WRITE, TPL))
     assert f.status == Status.ERROR and "so what it grants is unknown" in f.detail
 
 
@@ -657,7 +659,7 @@ def test_role_definition_with_an_empty_actions_block_grants_nothing_and_resolves
     ],
 )
 def test_on_child_resource_compares_the_actions_type_with_the_targets(action: str, target: str, child: bool) -> None:
-    assert rbac.on_child_resource(action, ids.norm(target)) is child
+    assert actions.on_child_resource(action, ids.norm(target)) is child
 
 
 def test_deny_not_applying_to_child_scopes_does_not_reach_actions_on_child_resources() -> None:
