@@ -58,6 +58,18 @@ class Finding:
     def finding_id(self) -> str:
         return finding_id(self.check_id, self.resource_id, self.principal_id)
 
+    def second_release_fields(self) -> dict[str, str]:
+        """The columns design.md appends after `audited_at`, in order: the same in CSV and JSON."""
+        return {
+            "finding_id": self.finding_id,
+            "change": self.change,
+            "principal_name": self.principal_name,
+            "principal_upn": self.principal_upn,
+            "exception_reason": self.exception_reason,
+            "exception_owner": self.exception_owner,
+            "exception_expires": self.exception_expires,
+        }
+
     def sort_key(self) -> tuple[str, str, str, int, str, str, str]:
         return (
             self.template_id.lower(),

@@ -101,13 +101,7 @@ def finding_row(f: Finding, meta: CheckMeta | None, audited_at: str) -> dict[str
         "remediation": remediation_text(meta),
         "docs_url": meta.docs_url if meta else "",
         "audited_at": audited_at,
-        "finding_id": f.finding_id,
-        "change": f.change,
-        "principal_name": f.principal_name,
-        "principal_upn": f.principal_upn,
-        "exception_reason": f.exception_reason,
-        "exception_owner": f.exception_owner,
-        "exception_expires": f.exception_expires,
+        **f.second_release_fields(),
     }
     return {k: escape_cell(str(v)) for k, v in values.items()}
 

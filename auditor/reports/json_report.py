@@ -133,13 +133,7 @@ def _finding(f: Finding, meta: CheckMeta | None) -> dict[str, Any]:
         "evidence": jsonable(f.evidence),
         "remediation": remediation_text(meta),
         "docs_url": meta.docs_url if meta else "",
-        "finding_id": f.finding_id,
-        "change": f.change,
-        "principal_name": f.principal_name,
-        "principal_upn": f.principal_upn,
-        "exception_reason": f.exception_reason,
-        "exception_owner": f.exception_owner,
-        "exception_expires": f.exception_expires,
+        **f.second_release_fields(),
     }
 
 
