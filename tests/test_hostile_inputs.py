@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import LOCKS, run, write_snapshot
+from tests.workflow_helpers import assert_one_line_error
 
 SUB = "8c527ca4-57b7-53b2-b150-a4d89ad66a66"
 TOML_ENTRY = '[[exception]]\ncheck = "AIB-LOCK-001"\nresource = "/x"\nreason = "r"\nowner = "o"\nexpires = 2099-01-01\n'
 YAML_ENTRY = "exception:\n - check: AIB-LOCK-001\n   resource: /x\n   reason: r\n   owner: o\n   expires: 2099-01-01\n"
-
-
-def one_line_usage_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("aib-audit: error: "), err
-    for needle in needles:
-        assert needle in err, err
 
 
 @pytest.mark.parametrize(
@@ -43,8 +37,8 @@ def test_a_hostile_exceptions_file_is_one_usage_error(
     snap = write_snapshot(tmp_path / "s.json")
     bad = tmp_path / name
     bad.write_text(text, encoding="utf-8")
-    code, _, err = run(capsys, "--snapshot", str(snap), *LOCKS, "--exceptions", str(bad))
-    one_line_usage_error(code, err, str(bad), needle)
+    code, out, err = run(capsys, "--snapshot", str(snap), *LOCKS, "--exceptions", str(bad))
+    assert_one_line_error(code, out, err, str(bad), needle)
 
 
 @pytest.mark.parametrize(
@@ -61,8 +55,8 @@ def test_a_hostile_policy_file_is_one_usage_error(
     snap = write_snapshot(tmp_path / "s.json")
     bad = tmp_path / name
     bad.write_text(text, encoding="utf-8")
-    code, _, err = run(capsys, "--snapshot", str(snap), *LOCKS, "--policy", str(bad))
-    one_line_usage_error(code, err, str(bad), needle)
+    code, out, err = run(capsys, "--snapshot", str(snap), *LOCKS, "--policy", str(bad))
+    assert_one_line_error(code, out, err, str(bad), needle)
 
 
 @pytest.mark.parametrize(
@@ -75,15 +69,15 @@ def test_a_hostile_baseline_is_one_usage_error(
     snap = write_snapshot(tmp_path / "s.json")
     bad = tmp_path / "baseline.json"
     bad.write_text(text, encoding="utf-8")
-    code, _, err = run(capsys, "--snapshot", str(snap), *LOCKS, "--baseline", str(bad))
-    one_line_usage_error(code, err, "baseline", needle)
+    code, out, err = run(capsys, "--snapshot", str(snap), *LOCKS, "--baseline", str(bad))
+    assert_one_line_error(code, out, err, "baseline", needle)
 
 
 @pytest.mark.parametrize("flag", ["--baseline", "--exceptions", "--policy"])
 def test_devices_are_refused_before_reading_a_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
     snap = write_snapshot(tmp_path / "s.json")
-    code, _, err = run(capsys, "--snapshot", str(snap), *LOCKS, flag, "/dev/zero")
-    one_line_usage_error(code, err, "/dev/zero", "not a regular file")
+    code, out, err = run(capsys, "--snapshot", str(snap), *LOCKS, flag, "/dev/zero")
+    assert_one_line_error(code, out, err, "/dev/zero", "not a regular file")
 
 
 def test_a_fifo_without_a_writer_does_not_hang_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,8 +93,8 @@ def test_a_fifo_without_a_writer_does_not_hang_the_run(tmp_path: Path, capsys: p
         with open(fifo, "w"):
             pass
         pytest.fail("--exceptions on a FIFO without a writer hung")
-    code, _, err = result[0]
-    one_line_usage_error(code, err, "not a regular file")
+    code, out, err = result[0]
+    assert_one_line_error(code, out, err, "not a regular file")
 
 
 @pytest.mark.parametrize(
@@ -114,37 +108,37 @@ def test_output_never_overwrites_an_input(tmp_path: Path, capsys: pytest.Capture
     target = snap if flag == "--snapshot" else other
     extra = [] if flag == "--snapshot" else [flag, str(other)]
     before = {p: p.read_bytes() for p in (snap, other)}
-    code, _, err = run(capsys, "--snapshot", str(snap), *extra, "--format", "csv", "--output", str(target), *LOCKS)
-    one_line_usage_error(code, err, f"{flag} file it reads")
+    code, out, err = run(capsys, "--snapshot", str(snap), *extra, "--format", "csv", "--output", str(target), *LOCKS)
+    assert_one_line_error(code, out, err, f"{flag} file it reads")
     assert {p: p.read_bytes() for p in (snap, other)} == before
 
 
 def test_output_and_snapshot_out_cannot_share_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "a.json"
-    code, _, err = run(capsys, "--demo", *LOCKS, "--snapshot-out", str(target), "--format", "json", "--output", str(target))
-    one_line_usage_error(code, err, "give each output its own file")
+    code, out, err = run(capsys, "--demo", *LOCKS, "--snapshot-out", str(target), "--format", "json", "--output", str(target))
+    assert_one_line_error(code, out, err, "give each output its own file")
     assert not target.exists()
 
 
 def test_snapshot_out_never_overwrites_the_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     baseline = tmp_path / "prev.json"
     baseline.write_text("{}")
-    code, _, err = run(capsys, "--demo", *LOCKS, "--baseline", str(baseline), "--snapshot-out", str(baseline))
-    one_line_usage_error(code, err, "--baseline file it reads")
+    code, out, err = run(capsys, "--demo", *LOCKS, "--baseline", str(baseline), "--snapshot-out", str(baseline))
+    assert_one_line_error(code, out, err, "--baseline file it reads")
     assert baseline.read_text() == "{}"
 
 
 def test_no_check_left_is_a_usage_error_not_a_clean_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     snap = write_snapshot(tmp_path / "s.json")
-    code, _, err = run(capsys, "--snapshot", str(snap), "--check", "AIB-LOCK-001", "--skip-check", "AIB-LOCK-001")
-    one_line_usage_error(code, err, "no check to run")
+    code, out, err = run(capsys, "--snapshot", str(snap), "--check", "AIB-LOCK-001", "--skip-check", "AIB-LOCK-001")
+    assert_one_line_error(code, out, err, "no check to run")
 
 
 def test_a_snapshot_with_a_huge_integer_is_one_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "big.json"
     bad.write_text('{"format": "aib-audit-snapshot", "version": ' + "9" * 5000 + "}")
-    code, _, err = run(capsys, "--snapshot", str(bad))
-    one_line_usage_error(code, err, "4300 digits")
+    code, out, err = run(capsys, "--snapshot", str(bad))
+    assert_one_line_error(code, out, err, "4300 digits")
 
 
 @pytest.mark.parametrize(
@@ -156,5 +150,5 @@ def test_a_snapshot_with_a_huge_integer_is_one_usage_error(tmp_path: Path, capsy
     ],
 )
 def test_a_malformed_endpoint_is_one_usage_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
-    code, _, err = run(capsys, *args)
-    one_line_usage_error(code, err, "endpoint")
+    code, out, err = run(capsys, *args)
+    assert_one_line_error(code, out, err, "endpoint")

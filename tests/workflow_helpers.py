@@ -6,16 +6,12 @@ locked PASS, unlocked FAIL (medium). AIB-LOCK-002 (low) passes unless the lock i
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from auditor import cli
 from fixtures import builders as b
+from tests.test_cli import csv_rows, run  # noqa: F401 - re-exported: the workflow tests import them from here
 
 SUB = b.guid("workflow:sub-1")
 SUB2 = b.guid("workflow:sub-2")
@@ -51,16 +47,6 @@ def estate(
 def write(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
