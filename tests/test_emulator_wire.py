@@ -131,9 +131,9 @@ def test_prepared_list_pages_give_the_unpaged_items_in_order_and_filter_once(
     calls: list[str] = []
     original = EstateStore.scoped
 
-    def counting(self: EstateStore, kind: str) -> list[ScopedDoc]:
+    def counting(self: EstateStore, kind: str, within: str | None = None) -> list[ScopedDoc]:
         calls.append(kind)
-        return original(self, kind)
+        return original(self, kind, within)
 
     monkeypatch.setattr(EstateStore, "scoped", counting)
     with Emulator(ESTATE, page_size=1) as paged:

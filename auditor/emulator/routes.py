@@ -234,7 +234,8 @@ class Router:
         ancestors = self.store.ancestors
 
         def docs() -> list[dict[str, Any]]:
-            return [s.doc for s in self.store.scoped(kind) if in_view(s.scope, scope, flt, ancestors) and matches(s.doc, flt)]
+            candidates = self.store.scoped(kind, scope)
+            return [s.doc for s in candidates if in_view(s.scope, scope, flt, ancestors) and matches(s.doc, flt)]
 
         return self._page(req, docs)
 

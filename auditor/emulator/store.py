@@ -8,6 +8,7 @@ extension resource (lock, assignment, ...) sits.
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ def _scope_of(kind: str, doc: dict[str, Any]) -> str:
     return owner_scope_of_extension(_doc_id(doc), _LOCK_SEGMENT if kind == "locks" else _AUTH_SEGMENT)
 
 
+def _seq(item: tuple[int, ScopedDoc]) -> int:
+    return item[0]
+
+
 class EstateStore:
     def __init__(self, snapshot: Snapshot, tenant: Tenant | None = None) -> None:
         self.tenant = tenant or Tenant()
@@ -80,6 +85,10 @@ class EstateStore:
         self._by_rg: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self._children: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self._scoped: dict[str, list[ScopedDoc]] = {k: [] for k in EXTENSION_KINDS.values()}
+        # The same, by the subscription of their scope ("" above any subscription), in estate order: a list at a
+        # subscription's scope only ever shows its own and what sits above it (not every subscription's).
+        self._scoped_by_sub: dict[tuple[str, str], list[tuple[int, ScopedDoc]]] = defaultdict(list)
+        self._scoped_at: dict[tuple[str, str], list[tuple[int, ScopedDoc]]] = defaultdict(list)  # by exact scope
         self._role_defs: dict[str, dict[str, Any]] = {}
         self._subs: dict[str, str] = {}  # lower -> first spelling seen
         self._rg_docs: dict[str, dict[str, Any]] = {}
@@ -121,7 +130,10 @@ class EstateStore:
             self._children[(kind, doc_id.rsplit("/", 2)[0])].append(doc)
         elif kind in self._scoped:
             scope = _scope_of(kind, doc)
-            self._scoped[kind].append(ScopedDoc(scope, doc))
+            scoped = ScopedDoc(scope, doc)
+            self._scoped_by_sub[(kind, subscription_of(scope) or "")].append((len(self._scoped[kind]), scoped))
+            self._scoped_at[(kind, scope)].append((len(self._scoped[kind]), scoped))
+            self._scoped[kind].append(scoped)
             self._add_sub(subscription_of(scope))
             if kind == "roleDefinitions":
                 self._role_defs.setdefault(str(doc.get("name") or doc_id.rsplit("/", 1)[-1]).lower(), doc)
@@ -177,8 +189,19 @@ class EstateStore:
     def children(self, kind: str, parent_id: str) -> list[dict[str, Any]]:
         return list(self._children.get((kind, norm(parent_id)), []))
 
-    def scoped(self, kind: str) -> list[ScopedDoc]:
-        return list(self._scoped[kind])
+    def scoped(self, kind: str, within: str | None = None) -> list[ScopedDoc]:
+        """Extension resources of `kind`, in estate order; with `within` (a request scope inside a subscription),
+        only those that can be at, above or below it: its subscription's, and those at the management groups (and
+        root) above it (all of them for a subscription the estate says nothing about)."""
+        sub = subscription_of(norm(within)) if within else None
+        if sub is None:
+            return list(self._scoped[kind])
+        above = self._scoped_by_sub.get((kind, ""), [])
+        known = self.ancestors.get(sub)
+        if known is not None:
+            above = sorted((item for scope in known for item in self._scoped_at.get((kind, scope), [])), key=_seq)
+        own = self._scoped_by_sub.get((kind, sub), [])
+        return [doc for _, doc in heapq.merge(own, above, key=_seq)]
 
     def role_definition(self, name: str) -> dict[str, Any] | None:
         return self._role_defs.get(name.lower())
