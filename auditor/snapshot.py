@@ -168,27 +168,49 @@ class Snapshot:
     # subscription -> management-group / root scopes ARM reported above it (see the module docstring)
     subscription_ancestors: dict[str, list[str]] = field(default_factory=dict)
 
+    # kind -> (the bucket it indexes, its length then, lower-case ID -> position): add() and put() run once per
+    # page, and rebuilding the ID set each time made collecting quadratic. Rebuilt when the bucket was replaced or
+    # changed length behind their back.
+    _ids: dict[str, tuple[list[dict[str, Any]], int, dict[str, int]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def _index(self, kind: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        bucket = self.resources.setdefault(kind, [])
+        cached = self._ids.get(kind)
+        if cached is not None and cached[0] is bucket and cached[1] == len(bucket):
+            return bucket, cached[2]
+        at: dict[str, int] = {}
+        for i, d in enumerate(bucket):
+            at.setdefault(str(d.get("id", "")).lower(), i)
+        return bucket, at
+
+    def _indexed(self, kind: str, bucket: list[dict[str, Any]], at: dict[str, int]) -> None:
+        self._ids[kind] = (bucket, len(bucket), at)
+
     def add(self, kind: str, docs: list[dict[str, Any]]) -> None:
         """Add raw documents, keeping the first copy of each ID (lists overlap, e.g. atScope + unfiltered)."""
-        bucket = self.resources.setdefault(kind, [])
-        seen = {str(d.get("id", "")).lower() for d in bucket}
+        bucket, at = self._index(kind)
         for doc in docs:
             key = str(doc.get("id", "")).lower()
-            if key and key in seen:
+            if key and key in at:
                 continue
-            seen.add(key)
+            at.setdefault(key, len(bucket))
             bucket.append(doc)
+        self._indexed(kind, bucket, at)
 
     def put(self, kind: str, docs: list[dict[str, Any]]) -> None:
         """Add raw documents, replacing an earlier copy of the same ID (a fuller GET of a listed resource)."""
-        bucket = self.resources.setdefault(kind, [])
-        at = {str(d.get("id", "")).lower(): i for i, d in enumerate(bucket)}
+        bucket, at = self._index(kind)
         for doc in docs:
-            i = at.get(str(doc.get("id", "")).lower())
+            key = str(doc.get("id", "")).lower()
+            i = at.get(key)
             if i is None:
+                at[key] = len(bucket)
                 bucket.append(doc)
             else:
                 bucket[i] = doc
+        self._indexed(kind, bucket, at)
 
     def add_error(
         self, kind: str, scope: str, status: int | None, code: str, message: str, permission: str | None = None

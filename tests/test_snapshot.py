@@ -184,3 +184,22 @@ def test_reading_stops_at_the_limit(tmp_path: Path) -> None:
     finally:
         stop.set()
         writer.join(timeout=10)
+
+
+def test_add_and_put_keep_first_and_replace_by_id_across_many_pages() -> None:
+    """add() keeps the first copy of an ID, put() replaces it; both index the IDs once (not per page) and notice
+    a bucket that was replaced or edited in between."""
+    snap = Snapshot(subscriptions=["s"])
+    for page in range(50):
+        snap.add("locks", [{"id": f"/L/{i}", "page": page} for i in range(page * 10, page * 10 + 20)])
+    locks = snap.resources["locks"]
+    assert [d["id"] for d in locks] == [f"/L/{i}" for i in range(510)]
+    assert locks[15]["page"] == 0 and locks[25]["page"] == 1  # first copy kept
+    snap.put("locks", [{"id": "/l/15", "page": "get"}, {"id": "/L/new"}])
+    assert locks[15] == {"id": "/l/15", "page": "get"} and locks[-1] == {"id": "/L/new"} and len(locks) == 511
+    locks.append({"id": "/L/edited"})  # edited behind its back
+    snap.add("locks", [{"id": "/l/EDITED"}])
+    assert len(locks) == 512
+    snap.resources["locks"] = [{"id": "/L/0"}]  # replaced
+    snap.add("locks", [{"id": "/L/0"}, {"id": "/L/1"}])
+    assert snap.resources["locks"] == [{"id": "/L/0"}, {"id": "/L/1"}]
