@@ -51,6 +51,7 @@ class _Lane:
     stamp: float = 0.0
     paused_until: float = 0.0
     inflight: int = 0
+    figure_sent_at: float = float("-inf")  # when the request whose answer set `tokens` was sent
 
 
 class Pacer:
@@ -110,15 +111,25 @@ class Pacer:
             state.inflight += 1
             return 0.0
 
-    def observe(self, lane: str, remaining: int | None, throttled: bool, retry_after: float | None) -> None:
-        """One answer (or none: remaining None, not throttled) to a request `acquire` let go."""
+    def observe(
+        self, lane: str, remaining: int | None, throttled: bool, retry_after: float | None, sent_at: float | None = None
+    ) -> None:
+        """One answer (or none: remaining None, not throttled) to a request `acquire` let go at `sent_at`."""
         with self._lock:
             state = self._lane(lane)
             state.inflight = max(0, state.inflight - 1)
             now = self.clock()
             if remaining is not None:
+                figure = float(max(0, remaining - state.inflight))
+                sent = now if sent_at is None else sent_at
+                if not state.known or sent >= state.figure_sent_at:
+                    state.tokens, state.figure_sent_at = figure, sent
+                else:
+                    # Answers come back out of order: the figure of a request sent before the one that set the
+                    # estimate is older than it, and may only lower it (taking it whole sent bursts into 429s).
+                    self._refill(state, now)
+                    state.tokens = min(state.tokens, figure)
                 state.known = True
-                state.tokens = float(max(0, remaining - state.inflight))
                 state.stamp = now
             # Only a 429 that says the subscription's bucket is empty pauses the lane: one without the figure may
             # be a resource provider's own limit on one operation, which the read's own retries wait out.
@@ -158,6 +169,7 @@ class PacingPolicy(core_policies.HTTPPolicy):  # type: ignore[type-arg]
         lane = lane_of(request.http_request.url)
         while (seconds := self.pacer.acquire(lane)) > 0:
             self.wait(seconds)
+        sent_at = self.pacer.clock()
         try:
             response = self.next.send(request)
         except BaseException:
@@ -166,5 +178,5 @@ class PacingPolicy(core_policies.HTTPPolicy):  # type: ignore[type-arg]
         http = response.http_response
         throttled = http.status_code == 429
         retry_after = self._retry_after.get_retry_after(response) if throttled else None
-        self.pacer.observe(lane, _remaining(http.headers), throttled, retry_after)
+        self.pacer.observe(lane, _remaining(http.headers), throttled, retry_after, sent_at)
         return response

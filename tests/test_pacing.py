@@ -45,6 +45,23 @@ def test_a_lane_is_paced_only_once_arm_reported_its_bucket() -> None:
     assert pacer.acquire("b") == 0.0  # refilled at ARM's rate
 
 
+def test_an_answer_older_than_the_estimate_can_only_lower_it() -> None:
+    """ARM counts a request when it arrives, and answers come back out of order: the figure of a request sent
+    before the one that set the estimate is stale and must not raise it (that sent bursts into 429s)."""
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.observe("a", 10, False, None, sent_at=100.0)  # the lane is known: ten left
+    for _ in range(3):
+        assert pacer.acquire("a") == 0.0
+    early, late = 100.01, 100.02
+    pacer.observe("a", 4, False, None, sent_at=late)  # the later request's answer comes first: 4 left, 2 in flight
+    pacer.observe("a", 6, False, None, sent_at=early)  # then the earlier one's, counted before the others arrived
+    assert pacer.acquire("a") == 0.0 and pacer.acquire("a") == 0.0  # what the newest figure left
+    assert pacer.acquire("a") > 0.0  # not the stale 6 - 1 in flight
+    pacer.observe("a", 0, False, None, sent_at=early)  # a stale figure that is lower does count
+    assert pacer.acquire("a") > 0.0
+
+
 def test_a_429_pauses_its_lane_for_retry_after_and_no_other() -> None:
     clock = Clock()
     woken: list[bool] = []
@@ -172,7 +189,8 @@ def test_three_throttled_subscriptions_are_read_in_parallel_without_429s(emulato
         for kind, docs in part["resources"].items():
             resources.setdefault(kind, []).extend(docs)
     estate = {**generate(1, seed=1), "subscriptions": subs, "resources": resources}
-    faults = Faults(latency_ms=10, throttle=True, burst=10, refill_per_s=20.0)
+    # ARM's documented refill, which the pacer assumes (at another rate its estimate drifts between answers).
+    faults = Faults(latency_ms=10, throttle=True, burst=10, refill_per_s=25.0)
     emu = emulator(estate, faults=faults)
     started = time.monotonic()
     snap = collect(subs, StaticTokenCredential(), arm_endpoint=emu.endpoint, connection_verify=emu.ca_bundle, max_workers=8)
@@ -182,5 +200,5 @@ def test_three_throttled_subscriptions_are_read_in_parallel_without_429s(emulato
     assert emu.throttled <= 3, emu.throttled
     # One bucket's floor is (reads - burst) / refill; three buckets in a row would be three times that. Without
     # pacing the same run meets some 30 429s, each read that meets one waiting a whole second.
-    floor = (per_sub_reads - 10) / 20.0
+    floor = (per_sub_reads - 10) / 25.0
     assert elapsed < 2 * floor + 1, (elapsed, floor)
