@@ -130,16 +130,16 @@ def test_a_report_interrupted_half_way_leaves_the_old_file_and_no_temp_file(
 
     out = tmp_path / "findings.csv"
     out.write_text("last night's report\n", encoding="utf-8")
-    real = csv_report.finding_row
+    real = csv_report.finding_cells
     written: list[str] = []
 
-    def interrupted_after_one_row(*args: object, **kw: object) -> dict[str, str]:
+    def interrupted_after_one_row(*args: object, **kw: object) -> list[str]:
         if written:
             raise KeyboardInterrupt
         written.append("row")
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(csv_report, "finding_row", interrupted_after_one_row)
+    monkeypatch.setattr(csv_report, "finding_cells", interrupted_after_one_row)
     snap = write_snapshot(tmp_path / "s.json", locked=False)
     target = ["--format", "csv", "--output", str(out)] if flag == "--output" else ["--report", f"csv={out}"]
     code = cli.run(["--snapshot", str(snap), *LOCKS, *target])

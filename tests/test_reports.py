@@ -441,3 +441,19 @@ def test_exit_code_incomplete_wins_over_failed() -> None:
 
 def test_iso_is_utc_with_z() -> None:
     assert iso(datetime(2026, 1, 2, 3, 4, 5, 999, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
+
+
+def test_csv_rows_with_shared_cells_equal_rows_worked_out_alone() -> None:
+    """write_csv works out the resource and check cells once per report; every row must still be its own."""
+    from auditor.reports import all_findings
+    from auditor.reports.csv_report import finding_row
+    from tests.test_e2e import DEMO_ESTATE
+
+    result = run_audit(build_inventory(Snapshot.load(DEMO_ESTATE)), select_checks())
+    out = io.StringIO(newline="")
+    write_report("csv", result, run_info(result), out)
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    alone = [finding_row(f, metas.get(f.check_id), iso(FINISHED)) for f in all_findings(result)]
+    rows = csv_rows(out.getvalue())
+    assert len({r["resource_id"] for r in rows}) > 10 and len({r["check_id"] for r in rows}) > 10
+    assert rows == alone
