@@ -40,7 +40,7 @@ LATENCY_MS = 50.0
 BURST = 250
 REFILL_PER_S = 25.0
 PAGE_SIZE = 100
-WORKERS = 8
+WORKERS: int | None = None  # None: the CLI's default --max-workers
 FLOOR_TARGET = 1.15
 OVERHEAD_TARGET_PCT = 10.0
 OVERHEAD_REQUESTS = 100
@@ -116,6 +116,7 @@ class FloorRow:
     templates_per_subscription: int
     floor_s: float
     wall_s: float  # the aib-audit process, spawn to exit
+    paged_floor_s: float  # the same bucket arithmetic over the reads actually answered (pages at PAGE_SIZE included)
     requests: int
     throttled: int
     exit_code: int
@@ -125,6 +126,10 @@ class FloorRow:
     @property
     def ratio(self) -> float | None:
         return self.wall_s / self.floor_s if self.floor_s > 0 else None
+
+    @property
+    def paged_ratio(self) -> float | None:
+        return self.wall_s / self.paged_floor_s if self.paged_floor_s > 0 else None
 
 
 def _cli_env(bin_dir: Path, ca_bundle: str) -> dict[str, str]:
@@ -150,7 +155,8 @@ def measure_floor_row(subscriptions: int, templates: int, seed: int = 7) -> Floo
         cmd = [str(Path(sys.executable).with_name("aib-audit"))]
         for sub in estate["subscriptions"]:
             cmd += ["-s", sub]
-        cmd += ["--arm-endpoint", emu.endpoint, "--max-workers", str(WORKERS), "--format", "csv", "--output", str(out)]
+        cmd += ["--arm-endpoint", emu.endpoint, "--format", "csv", "--output", str(out)]
+        cmd += ["--max-workers", str(WORKERS)] if WORKERS else []
         started = time.perf_counter()
         proc = subprocess.run(cmd, env=_cli_env(Path(tmp), emu.ca_bundle), capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - started
@@ -159,13 +165,16 @@ def measure_floor_row(subscriptions: int, templates: int, seed: int = 7) -> Floo
         with out.open(encoding="utf-8", newline="") as f:
             statuses = Counter(row.get("status", "") for row in csv.DictReader(f))
         requests, throttled, writes = emu.calls, emu.throttled, emu.writes
+        answered = Counter(ids.subscription_of(r.path) for r in emu.requests if r.status != 429)
     if writes:
         raise RuntimeError(f"the auditor sent {len(writes)} write requests")
+    answered.pop(None, None)  # tenant-level reads (built-in roles, scope) are not a subscription's bucket
     return FloorRow(
         subscriptions=subscriptions,
         templates_per_subscription=templates,
         floor_s=floor,
         wall_s=wall,
+        paged_floor_s=floor_s(answered.values()),
         requests=requests,
         throttled=throttled,
         exit_code=proc.returncode,
@@ -176,15 +185,17 @@ def measure_floor_row(subscriptions: int, templates: int, seed: int = 7) -> Floo
 
 def floor_table(rows: list[FloorRow]) -> list[str]:
     out = [
-        "| subscriptions x templates | honest floor (s) | wall time, end to end (s) | wall / floor | target | requests "
-        "| 429s | exit | report rows | ERROR rows |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| subscriptions x templates | honest floor (s) | wall time, end to end (s) | wall / floor | target "
+        "| bucket floor of the reads sent (s) | wall / that floor | requests | 429s | exit | report rows | ERROR rows |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "n/a (under the burst)"
+        paged = f"{r.paged_ratio:.2f}x" if r.paged_ratio is not None else "n/a"
         out.append(
             f"| {r.subscriptions:,} x {r.templates_per_subscription:,} | {r.floor_s:.1f} | {r.wall_s:.1f} | {ratio} "
-            f"| <= {FLOOR_TARGET:.2f}x | {r.requests:,} | {r.throttled:,} | {r.exit_code} | {r.rows:,} | {r.error_rows:,} |"
+            f"| <= {FLOOR_TARGET:.2f}x | {r.paged_floor_s:.1f} | {paged} | {r.requests:,} | {r.throttled:,} "
+            f"| {r.exit_code} | {r.rows:,} | {r.error_rows:,} |"
         )
     return out
 
@@ -274,7 +285,10 @@ def section(overhead: OverheadRow, floors: list[FloorRow]) -> list[str]:
         "fresh process: startup, DefaultAzureCredential (a stand-in `az`), collection, every check and the CSV report.",
         f"The honest floor is `max over subscriptions of max(0, trigger lists + {len(SUBSCRIPTION_LISTS)} subscription lists "
         f"+ target gallery image lists - {BURST}) / {REFILL_PER_S:.0f}` seconds: the least time ARM's per-subscription",
-        "bucket allows, subscriptions in parallel.",
+        "bucket allows, subscriptions in parallel, with every list at one page (the issue's definition). The emulator",
+        f"pages at {PAGE_SIZE} items, so at 1,000 templates the role-assignment and other lists take more pages than that:",
+        "**bucket floor of the reads sent** applies the same arithmetic to the requests each subscription's bucket",
+        "actually answered (pages included), the least time those reads can take.",
         "",
         *floor_table(floors),
         "",

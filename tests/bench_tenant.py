@@ -19,12 +19,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from auditor.emulator import Emulator, Faults
+from auditor.limits import DEFAULT_WORKERS
 
 LATENCY_MS = 50.0
 BURST = 250
 REFILL_PER_S = 25.0
 PAGE_SIZE = 100
-WORKERS = 8
+WORKERS = DEFAULT_WORKERS  # the CLI default
 # What the issue asks: 1,000 subscriptions of which 30 hold 20 templates each, in <= 2 minutes.
 DEFAULT_SIZE = (1000, 30, 20)
 
