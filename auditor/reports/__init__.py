@@ -118,7 +118,12 @@ def change_counts(result: AuditResult) -> dict[str, int]:
 def fixed_gone(result: AuditResult) -> list[Finding]:
     """Fixed findings that have no row in this run (their template, resource or principal is gone); the ones
     that PASS now are already among the findings, with change `fixed`."""
-    present = {id(f) for f in all_findings(result)}
+    if not result.fixed:
+        return []
+    # Only the fixed findings' identities are kept: a set of every row's (668,000 at 10,000 templates) cost the
+    # run 60 MiB at its peak.
+    fixed = {id(f) for f in result.fixed}
+    present = {id(f) for f in all_findings(result) if id(f) in fixed}
     return [f for f in result.fixed if id(f) not in present]
 
 
