@@ -13,6 +13,7 @@ not done is recorded as timed out. The pool's daemon threads never hold the proc
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import queue
@@ -376,6 +377,10 @@ def _run(read: Read, capture: Capture) -> Outcome:
 # --------------------------------------------------------------------------------------------- a batch
 
 
+def _tell(finished: queue.SimpleQueue[int], index: int, _future: object) -> None:
+    finished.put(index)
+
+
 class ReadRunner:
     """Runs reads on a DaemonPool and waits for them against the wall clock (per read, and the run's end)."""
 
@@ -416,7 +421,7 @@ class ReadRunner:
         # second. Scanning every pending read on every completion made a batch of thousands quadratic.
         finished: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i, task in enumerate(tasks):
-            task.future.add_done_callback(lambda _f, i=i: finished.put(i))
+            task.future.add_done_callback(functools.partial(_tell, finished, i))
 
         def settle(i: int, now: float) -> None:
             outcome = self._settle(reads[i], tasks[i], now)

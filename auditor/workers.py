@@ -66,8 +66,9 @@ class DaemonPool:
         # One lock, two queues of waiters: idle workers wait for a task (`_cv`), paused tasks for a seat back
         # (`_seat_cv`). A freed seat wakes one waiter of the right kind; waking every worker on every answer (40
         # threads, 200 answers a second) cost more CPU than the reads.
-        self._cv = threading.Condition()
-        self._seat_cv = threading.Condition(self._cv._lock)  # type: ignore[attr-defined]
+        lock = threading.RLock()
+        self._cv = threading.Condition(lock)
+        self._seat_cv = threading.Condition(lock)
         self._name = name
         self._seats = max(1, workers)
         self._free = self._seats
