@@ -130,6 +130,13 @@ def _meta_int(meta: dict[str, Any], key: str) -> int:
 
 
 def run_audit_command(opts: AuditOptions) -> int:
+    from auditor.heap import young_collections_only
+
+    with young_collections_only():
+        return _audit(opts)
+
+
+def _audit(opts: AuditOptions) -> int:
     from auditor import workflow
     from auditor.audit import run_audit, select_checks
     from auditor.inventory import build_inventory
