@@ -108,17 +108,27 @@ class RoleAssignment:
         return ids.norm(self.scope)
 
 
+def assignment_scope(doc: dict[str, Any]) -> str:
+    """The scope of a role, deny or eligibility document. The ID always carries it; a `scope` field that is not an
+    ARM scope ("x", "*", a number) is ignored."""
+    scope = _props(doc).get("scope")
+    if not (isinstance(scope, str) and scope.startswith("/")):
+        scope = ids.owner_scope_of_extension(str(doc.get("id") or ""), "/providers/Microsoft.Authorization/")
+    return str(scope)
+
+
+def role_definition_of(doc: dict[str, Any]) -> str:
+    """The role definition ID a role assignment or eligibility document names ("" when none)."""
+    return str(_props(doc).get("roleDefinitionId") or "")
+
+
 def parse_role_assignment(doc: dict[str, Any], eligible: bool = False) -> RoleAssignment:
     p = _props(doc)
-    rdid = str(p.get("roleDefinitionId") or "")
+    rdid = role_definition_of(doc)
     aid = str(doc.get("id") or "")
-    # The ID always carries the scope; a `scope` field that is not an ARM scope ("x", "*", a number) is ignored.
-    scope = p.get("scope")
-    if not (isinstance(scope, str) and scope.startswith("/")):
-        scope = ids.owner_scope_of_extension(aid, "/providers/Microsoft.Authorization/")
     return RoleAssignment(
         id=aid,
-        scope=str(scope),
+        scope=assignment_scope(doc),
         role_definition_id=rdid,
         role_guid=ids.name_of(rdid).lower(),
         principal_id=str(p.get("principalId") or "").lower(),

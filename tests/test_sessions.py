@@ -85,3 +85,22 @@ def test_a_netrc_entry_never_replaces_the_bearer_token(
     emu = emulator(fleet_estate(3))
     snap = collect([SUB], StaticTokenCredential(), arm_endpoint=emu.endpoint, connection_verify=emu.ca_bundle)
     assert snap.errors == [] and len(snap.resources["imageTemplates"]) == 3
+
+
+def test_every_client_runs_the_one_pinned_pipeline() -> None:
+    """Clients differ only in their subscription: one pipeline (built once) serves them all, and it is the pinned
+    read-only list, never the SDK's default (whose auto-registration policy POSTs)."""
+    from azure.mgmt.core.policies import ARMAutoResourceProviderRegistrationPolicy
+
+    from auditor.azure import ArmClients
+    from auditor.pipeline import EndpointGuard, ReadOnlyGuard
+
+    with ArmClients(StaticTokenCredential(), "https://127.0.0.1:1") as arm:
+        clients = [arm.imagebuilder("a"), arm.imagebuilder("b"), arm.authorization("a"), arm.compute("b"), arm.subscriptions()]
+        pipelines = {id(c._client._pipeline) for c in clients}
+        assert len(pipelines) == 1
+        run = [getattr(p, "_policy", p) for p in clients[0]._client._pipeline._impl_policies]
+        assert any(isinstance(p, ReadOnlyGuard) for p in run) and any(isinstance(p, EndpointGuard) for p in run)
+        assert not any(isinstance(p, ARMAutoResourceProviderRegistrationPolicy) for p in run)
+        # Each client still builds its own URLs: the subscription is the client's, not the pipeline's.
+        assert clients[0]._config.subscription_id == "a" and clients[1]._config.subscription_id == "b"
