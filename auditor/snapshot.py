@@ -49,7 +49,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from auditor import ids
 from auditor.errors import UsageError
@@ -234,7 +234,8 @@ class Snapshot:
         return out
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        with open(path, "w", encoding="utf-8") as fh:
+            write_json_lines(self.to_dict(), fh)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "snapshot") -> Snapshot:
@@ -371,3 +372,41 @@ def _parse_error(e: Any, i: int, source: str) -> ReadError:
         if not isinstance(e.get(key, ""), str) or (key == "scope" and not e.get(key)):
             raise SnapshotError(f"{where}: {key} must be a string" + (" (the ARM ID the read was for)" if key == "scope" else ""))
     return ReadError(e["kind"], e["scope"], status, e.get("code", ""), e.get("message", ""), e.get("permission", ""))
+
+
+def write_json_lines(data: dict[str, Any], out: TextIO) -> None:
+    """`data` as JSON with each ARM document (each item of a top-level list, or of a list under a top-level
+    object such as `resources`) on a line of its own: diffable and greppable, and each line comes from the C
+    encoder. `json.dumps(indent=...)` runs the pure-Python one: 5 s for the 116 MiB of 300 x 30 templates, against
+    under 2 s this way. `json.loads` reads either form."""
+    encode = json.JSONEncoder().encode
+
+    def items(values: list[Any], pad: str) -> None:
+        if not values:
+            out.write("[]")
+            return
+        out.write("[\n")
+        last = len(values) - 1
+        for i, v in enumerate(values):
+            out.write(pad + encode(v) + (",\n" if i < last else "\n"))
+        out.write(pad[:-1] + "]")
+
+    out.write("{\n")
+    keys = list(data)
+    for n, key in enumerate(keys):
+        value = data[key]
+        out.write(f" {encode(key)}: ")
+        if isinstance(value, list):
+            items(value, "  ")
+        elif isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+            out.write("{\n")
+            inner = list(value)
+            for m, name in enumerate(inner):
+                out.write(f"  {encode(name)}: ")
+                items(value[name], "   ")
+                out.write(",\n" if m < len(inner) - 1 else "\n")
+            out.write(" }")
+        else:
+            out.write(encode(value))
+        out.write(",\n" if n < len(keys) - 1 else "\n")
+    out.write("}\n")

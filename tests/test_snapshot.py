@@ -104,6 +104,28 @@ def test_a_saved_snapshot_loads_back_the_same(tmp_path: Path) -> None:
     again = Snapshot.load(path)
     assert again.to_dict() == snap.to_dict()
     assert again.errors[0].status == 403 and again.subscription_ancestors == snap.subscription_ancestors
+    # One ARM document per line (greppable, diffable): each template's document is a line of the file.
+    docs = [ln.strip().rstrip(",") for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip().startswith('{"')]
+    for template in snap.resources["imageTemplates"]:
+        assert any(json.loads(line) == template for line in docs)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"a": [], "b": {}, "c": {"x": []}, "e": 1, "f": None},
+        {"d": {"x": [1, {"y": 'é\n"\u2028'}], "z": []}, "g": {"k": 1, "l": [1]}, "h": [[], {}, "s"]},
+    ],
+)
+def test_the_line_writer_is_json(data: dict[str, Any]) -> None:
+    import io
+
+    from auditor.snapshot import write_json_lines
+
+    out = io.StringIO()
+    write_json_lines(data, out)
+    assert json.loads(out.getvalue()) == data
 
 
 # --------------------------------------------------------------------------------------------- hostile files (issue 7, case 8)
