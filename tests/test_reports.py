@@ -15,7 +15,7 @@ from auditor.audit import AuditResult, run_audit, select_checks
 from auditor.findings import Finding, Status, failed
 from auditor.inventory import build_inventory
 from auditor.reports import RunInfo, exit_code_for, grid, iso, render, write_report
-from auditor.reports.csv_report import COLUMNS, escape_cell, resource_type_of
+from auditor.reports.csv_report import COLUMNS, csv_line, escape_cell, resource_type_of
 from auditor.reports.json_report import report_dict
 from auditor.snapshot import Snapshot
 from checks.registry import catalog
@@ -457,3 +457,21 @@ def test_csv_rows_with_shared_cells_equal_rows_worked_out_alone() -> None:
     rows = csv_rows(out.getvalue())
     assert len({r["resource_id"] for r in rows}) > 10 and len({r["check_id"] for r in rows}) > 10
     assert rows == alone
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["plain", "", "with,comma", 'say "hi"', '""', "line\nbreak", "cr\r\nlf", "=1+1", "'quoted", "é ☃ \u2028", ";\t"],
+        [],
+        [""],
+    ],
+)
+def test_csv_lines_are_what_the_csv_module_writes(cells: list[str]) -> None:
+    """The report writes its records itself (the csv module was most of its time): byte for byte what
+    csv.writer(quoting=QUOTE_ALL) writes, hostile cells included, and they read back the same."""
+    expected = io.StringIO(newline="")
+    csv.writer(expected, quoting=csv.QUOTE_ALL).writerow(cells)
+    assert csv_line(cells) == expected.getvalue()
+    if cells:
+        assert next(csv.reader(io.StringIO(csv_line(cells), newline=""))) == cells
