@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from enum import StrEnum
@@ -20,10 +21,13 @@ import typer
 
 from auditor import DEFAULT_ARM_ENDPOINT, __version__
 from auditor.command import AuditOptions, run_audit_command
-from auditor.errors import Interrupted, UsageError
+from auditor.errors import Interrupted, Terminated, UsageError
 from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.reports import EXIT_INTERNAL, EXIT_MEANINGS, EXIT_USAGE
 from auditor.textsafe import one_line, visible
+
+# SIGTERM: 128 + 15, what a shell reports for a process the signal ended (no report is written; see main()).
+EXIT_TERMINATED = 143
 
 try:  # typer >= 0.20 vendors click; older typer uses click itself
     from typer._click.exceptions import ClickException
@@ -409,6 +413,9 @@ def run(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted):
         _fail("interrupted")
         return 130
+    except Terminated:
+        _fail("terminated")
+        return EXIT_TERMINATED
     except ClickException as exc:  # unknown option, bad --format value, missing value ...
         _fail(exc.format_message())
         return EXIT_USAGE
@@ -423,7 +430,13 @@ def run(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> NoReturn:
+    # Raised in the main thread wherever it is (waiting for reads, rendering): the run unwinds as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(run(sys.argv[1:]))
 
 

@@ -19,6 +19,15 @@ class SubscriptionError(UsageError):
     """A subscription does not exist or the caller cannot see it."""
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's or CI runner's stop, `kill`, `timeout`): the run stops as on Ctrl-C, with one line
+    and exit 143 (128 + 15, what a shell reports for a process ended by SIGTERM).
+
+    A BaseException, as KeyboardInterrupt is: no `except Exception` on the way may swallow it, and every
+    `finally` (temp files, abandoned reads) still runs, which the signal's default action would not let happen.
+    """
+
+
 class Interrupted(Exception):
     """Ctrl-C (SIGINT) during a run: the CLI prints `interrupted` and exits 130 at once.
 

@@ -144,8 +144,17 @@ def test_transient_throttling_5xx_and_resets_give_identical_findings(harness: Ha
 # --------------------------------------------------------------------------------------------- case 5
 
 
-def test_ctrl_c_stops_at_once_and_leaves_the_old_report(harness: Harness) -> None:
-    out_dir = harness.root / "interrupted"
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_signal_ends_the_run_at_once_and_leaves_the_old_report(
+    harness: Harness, sig: signal.Signals, code: int, said: str
+) -> None:
+    """Ctrl-C, and SIGTERM (what a scheduler, a CI runner's timeout or `kill` sends): one line, a distinct exit
+    code, the previous report untouched and no temp file or partial snapshot left behind."""
+    out_dir = harness.root / f"stopped-{sig.name}"
     out_dir.mkdir()
     report = out_dir / "report.csv"
     report.write_text("the previous report\n", encoding="utf-8")
@@ -163,15 +172,15 @@ def test_ctrl_c_stops_at_once_and_leaves_the_old_report(harness: Harness) -> Non
                 time.sleep(0.05)
             time.sleep(0.3)  # let the other reads pile up on hung sockets too
             sent = time.monotonic()
-            child.send_signal(signal.SIGINT)
+            child.send_signal(sig)
             stdout, stderr = child.communicate(timeout=10)
             took = time.monotonic() - sent
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
-    assert child.returncode == 130, stderr
-    assert took < 3, f"exit came {took:.1f} s after SIGINT"
-    assert stderr.splitlines() == ["aib-audit: error: interrupted"] and stdout == ""
+    assert child.returncode == code, stderr
+    assert took < 3, f"exit came {took:.1f} s after {sig.name}"
+    assert stderr.splitlines() == [f"aib-audit: error: {said}"] and stdout == ""
     assert report.read_text(encoding="utf-8") == "the previous report\n"
     assert sorted(os.listdir(out_dir)) == ["report.csv"]  # no temp file, no partial snapshot
