@@ -38,7 +38,8 @@ from auditor.errors import CredentialError
 from auditor.limits import Limits
 from auditor.pacing import Pacer
 from auditor.pipeline import CallCounter, bare_https_url, pinned_policies
-from auditor.sessions import SharedToken, close_transport, shared_transport
+from auditor.sessions import SharedToken
+from auditor.transport import PooledTransport
 
 # ARM host -> token audience. Sovereign clouds have their own; anything else (the emulator, a private
 # endpoint, Azure Stack is out of scope) asks for a public-cloud ARM token.
@@ -163,7 +164,8 @@ class ArmClients:
         limits: Limits | None = None,
         pacer: Pacer | None = None,
     ) -> None:
-        # Every client shares one token and one HTTP session (auditor.sessions): clients are per subscription.
+        # Every client shares one token (auditor.sessions) and one transport (auditor.transport): clients are per
+        # subscription.
         self.credential: TokenCredential = SharedToken(credential)
         self.endpoint = normalize_endpoint(arm_endpoint)
         self.scope = credential_scope(self.endpoint)
@@ -175,9 +177,8 @@ class ArmClients:
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._stack = ExitStack()
-        self._transport = shared_transport(connection_verify, self.limits)
-        self._transport.open()  # now, so threads never race to create its session
-        self._stack.callback(close_transport, self._transport)
+        self._transport = PooledTransport(connection_verify, self.limits)
+        self._stack.callback(self._transport.close)
         # One pipeline (policies, then the shared transport) for every client: the clients differ only in the
         # subscription their operations put in the URL. Building a policy list per client was most of the cost of
         # a client (about 10 ms each, six per subscription): at 300 subscriptions that held the first reads back for

@@ -1,62 +1,84 @@
-"""The shared HTTP session (auditor.sessions.LeanSession): the pipeline's calls skip requests' per-call merging,
-but what the environment says (proxies, CA bundle) still applies, requests' default headers are still sent, and
-~/.netrc never replaces the bearer token."""
+"""The shared transport (auditor.transport.PooledTransport): requests is no longer in the way, but what the
+environment says (proxies, CA bundle) still applies as requests reads it, requests' default headers are still
+sent, failures are azure-core's errors, and ~/.netrc never replaces the bearer token."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from requests.adapters import BaseAdapter
+from azure.core.exceptions import ServiceRequestError
+from azure.core.pipeline.transport import HttpRequest as LegacyRequest
+from azure.core.rest import HttpRequest as RestRequest
 
 from auditor.azure import StaticTokenCredential
 from auditor.collect import collect
-from auditor.sessions import LeanSession
+from auditor.limits import Limits
+from auditor.transport import PooledTransport
 from tests.conftest import StartEmulator
 from tests.test_collect import SUB, fleet_estate
 
 
-class Capture(BaseAdapter):
-    """An adapter that answers 200 and keeps what it was asked to send."""
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every request 200 with a small JSON body (CONNECT: 403) and keeps the request line and headers."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
+    seen: list[tuple[str, str, dict[str, str]]] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.sent.append((request, kwargs))
-        response = requests.Response()
-        response.status_code = 200
-        response._content = b"{}"
-        response.request = request
-        return response
+    def _answer(self) -> None:
+        self.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        status = 403 if self.command == "CONNECT" else 200
+        body = b'{"value": []}' if status == 200 else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-    def close(self) -> None:
+    do_GET = do_CONNECT = _answer  # noqa: N815 - http.server's naming
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
 
-def _lean_with_capture() -> tuple[LeanSession, Capture]:
-    session = LeanSession()
-    capture = Capture()
-    session.mount("https://", capture)
-    return session, capture
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]]]]:
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
-def test_the_pipeline_call_keeps_requests_default_headers_and_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+def test_the_transport_sends_requests_default_headers_and_the_pipelines_own(
+    recorder: tuple[str, list[tuple[str, str, dict[str, str]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    session, capture = _lean_with_capture()
-    response = session.request(
-        "GET", "https://arm.example/subscriptions?api-version=1", headers={"Authorization": "Bearer t"}, allow_redirects=False
-    )
-    assert response.status_code == 200 and response.content == b"{}"
-    sent, kwargs = capture.sent[0]
-    assert sent.headers["Authorization"] == "Bearer t"
-    assert "gzip" in sent.headers["Accept-Encoding"]  # compressed answers from ARM, as requests would ask
-    assert sent.url == "https://arm.example/subscriptions?api-version=1"
-    assert kwargs["verify"] is True and kwargs["stream"] is False
+    where, seen = recorder
+    transport = PooledTransport(True, Limits())
+    try:
+        for request in (RestRequest("GET", f"http://{where}/x?api-version=1", headers={"Authorization": "Bearer t"}),
+                        LegacyRequest("GET", f"http://{where}/x?api-version=1", headers={"Authorization": "Bearer t"})):
+            response = transport.send(request)
+            assert response.status_code == 200 and json.loads(response.text()) == {"value": []}
+    finally:
+        transport.close()
+    assert [(m, p) for m, p, _ in seen] == [("GET", "/x?api-version=1")] * 2
+    for _, _, headers in seen:
+        assert headers["authorization"] == "Bearer t"  # the pipeline's token, as it set it
+        assert "gzip" in headers["accept-encoding"]  # compressed answers from ARM, as requests would ask
+        assert "cookie" not in headers
 
 
 def test_proxies_and_ca_bundle_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -65,12 +87,42 @@ def test_proxies_and_ca_bundle_come_from_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "graph.example")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    session, capture = _lean_with_capture()
-    session.request("GET", "https://arm.example/x", headers={}, allow_redirects=False)
-    session.request("GET", "https://graph.example/y", headers={}, allow_redirects=False)
-    (_, to_arm), (_, to_graph) = capture.sent
-    assert to_arm["proxies"]["https"] == "http://proxy.example:3128" and to_arm["verify"] == str(bundle)
-    assert "https" not in to_graph["proxies"]  # NO_PROXY honoured per host
+    transport = PooledTransport(True, Limits())
+    assert transport._settings("https", "arm.example", "https://arm.example/x", True) == (
+        "http://proxy.example:3128",
+        str(bundle),
+    )
+    assert transport._settings("https", "graph.example", "https://graph.example/y", True)[0] is None  # NO_PROXY
+    # An explicit CA bundle (--arm-endpoint's emulator, tests) wins over the environment's, as in requests.
+    assert transport._settings("https", "arm.example", "https://arm.example/x", "/etc/ca.pem")[1] == "/etc/ca.pem"
+
+
+def test_an_https_request_goes_through_the_proxy_the_environment_names(
+    recorder: tuple[str, list[tuple[str, str, dict[str, str]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    where, seen = recorder
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{where}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    transport = PooledTransport(True, Limits())
+    try:
+        with pytest.raises(ServiceRequestError):  # the stand-in proxy refuses the tunnel
+            transport.send(RestRequest("GET", "https://arm.example/subscriptions?api-version=1"))
+    finally:
+        transport.close()
+    assert [(m, p) for m, p, _ in seen] == [("CONNECT", "arm.example:443")]  # tunnelled: the token never shows
+
+
+def test_a_refused_connection_is_the_error_the_retry_policy_knows() -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport = PooledTransport(True, Limits())
+    try:
+        with pytest.raises(ServiceRequestError, match="Connection refused"):
+            transport.send(RestRequest("GET", f"http://127.0.0.1:{port}/x"))
+    finally:
+        transport.close()
 
 
 def test_a_netrc_entry_never_replaces_the_bearer_token(
