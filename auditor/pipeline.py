@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline import policies as core_policies
 from azure.mgmt.core.policies import ARMHttpLoggingPolicy
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from auditor import __version__
 from auditor.errors import UsageError
@@ -61,8 +63,37 @@ class ForeignEndpointRefused(ReadLimitExceeded):
     code = FOREIGN_ENDPOINT
 
 
+# What origin() returns for a URL whose host two parsers read differently: it equals no endpoint.
+AMBIGUOUS = ("ambiguous", "", -1)
+
+
+def _bare_host(host: str | None) -> str:
+    return (host or "").lower().strip("[]")
+
+
+def unambiguous(url: str) -> bool:
+    """Do urllib3 (which opens the connection) and urlsplit (which the guards read) see the same scheme, host and
+    port? `https://evil:443\\@arm:443/` is arm to urlsplit and evil to urllib3 (and to requests): a nextLink or
+    redirect shaped like that would pass a guard that reads one and be sent, token and all, where the other
+    points. Such a URL is refused, whatever either parser says."""
+    try:
+        connects = parse_url(url)
+        guarded = urlsplit(url)
+        guarded_port = guarded.port
+    except (ValueError, LocationParseError):
+        return False
+    return (
+        (connects.scheme or "").lower() == guarded.scheme.lower()
+        and _bare_host(connects.host) == _bare_host(guarded.hostname)
+        and connects.port == guarded_port
+    )
+
+
 def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) with the host lower-cased and the scheme's default port filled in."""
+    """(scheme, host, port) with the host lower-cased and the scheme's default port filled in; AMBIGUOUS when the
+    URL's host depends on who parses it."""
+    if not unambiguous(url):
+        return AMBIGUOUS
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
@@ -108,6 +139,11 @@ class EndpointGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         url = request.http_request.url
         if not same_origin(url, self.endpoint):
+            if origin(url) == AMBIGUOUS:
+                raise ForeignEndpointRefused(
+                    "refused to send a request to a URL whose host reads differently to different parsers "
+                    f"(a nextLink or redirect): only {self.endpoint} is trusted with the token"
+                )
             scheme, host, port = origin(url)
             raise ForeignEndpointRefused(
                 f"refused to send a request to {scheme}://{host}:{port} (a nextLink or redirect): "

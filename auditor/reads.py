@@ -40,6 +40,7 @@ from auditor.errors import UsageError
 from auditor.limits import NEXT_LINK_LOOP, READ_TIMEOUT, RUN_TIMEOUT, TOO_MANY_PAGES, Limits
 from auditor.pacing import lane_of
 from auditor.pipeline import (
+    AMBIGUOUS,
     ForeignEndpointRefused,
     ReadLimitExceeded,
     RetryAfterTooLong,
@@ -142,8 +143,9 @@ class Capture:
             raise TooManyPages(f"the list has more than {self.max_pages} pages; not followed further")
         if self.endpoint and not same_origin(link, self.endpoint):
             scheme, host, port = origin(link)
+            where = f"{scheme}://{host}:{port}" if (scheme, host, port) != AMBIGUOUS else "a host that depends on who parses it"
             raise ForeignEndpointRefused(
-                f"page {pages}'s nextLink points at {scheme}://{host}:{port}, not the ARM endpoint {self.endpoint}; "
+                f"page {pages}'s nextLink points at {where}, not the ARM endpoint {self.endpoint}; "
                 "not followed (nothing was sent there)"
             )
         key = _page_key(link)

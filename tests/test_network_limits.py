@@ -125,6 +125,22 @@ def test_a_foreign_next_link_gets_nothing_and_its_answer_is_not_merged(emulator:
     assert lock_statuses(snap) == {Status.ERROR}
 
 
+def test_a_next_link_whose_host_depends_on_the_parser_gets_nothing(emulator: StartEmulator) -> None:
+    """`https://decoy\\@endpoint/...`: urlsplit reads the endpoint, urllib3 (and requests) would connect to the
+    decoy with the bearer token. Neither the page check nor the pipeline's guard may let it through."""
+    emu = emulator(unlocked_estate(), faults=Faults(confusing_link_paths=(LOCKS,)))
+    snap, _ = run(emu)
+    assert emu.decoy.requests == []  # not a connection, let alone a token
+    assert codes(snap, "locks") == {FOREIGN_ENDPOINT}
+    assert lock_statuses(snap) == {Status.ERROR}
+    with ArmClients(StaticTokenCredential(), emu.endpoint, emu.ca_bundle, limits=FAST) as arm:  # the guard alone
+        op = arm.locks(SUB).management_locks.list_at_subscription_level
+        outcome = run_read(Read("locks", f"/subscriptions/{SUB}", op), endpoint="", limits=FAST)
+    assert outcome.failure is not None and outcome.failure.code == FOREIGN_ENDPOINT
+    assert "reads differently to different parsers" in outcome.failure.message
+    assert emu.decoy.requests == []
+
+
 def test_a_redirect_to_another_host_is_refused_before_the_token_is_added(emulator: StartEmulator) -> None:
     emu = emulator(unlocked_estate(), faults=Faults(redirect_paths=(LOCKS,)))
     snap, _ = run(emu)
@@ -162,6 +178,8 @@ def test_the_guard_compares_scheme_host_and_port() -> None:
         "https://management.azure.com:8443/subscriptions",
         "https://management.azure.com.evil.example/subscriptions",
         "https://graph.microsoft.com/v1.0/me",
+        "https://evil.example:443\\@management.azure.com/subscriptions",  # urllib3 would connect to evil.example
+        "https://management.azure.com\\x/subscriptions",
     ):
         assert not same_origin(other, endpoint), other
         spy = _Spy()

@@ -27,7 +27,15 @@ TEXT = "text"  # an HTML error page served as the JSON it should have been
 HTML = "html"  # a proxy's sign-in page: 200, Content-Type text/html
 _MODES = (TRUNCATED, TEXT)
 _NAMED_MODES = (TRUNCATED, TEXT, HTML)
-PATH_FAULTS = ("loop_paths", "foreign_link_paths", "redirect_paths", "hang_paths", "drip_paths", "retry_after_paths")
+PATH_FAULTS = (
+    "loop_paths",
+    "foreign_link_paths",
+    "confusing_link_paths",
+    "redirect_paths",
+    "hang_paths",
+    "drip_paths",
+    "retry_after_paths",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,9 @@ class Faults:
     seed: int = 0
     loop_paths: tuple[str, ...] = ()  # lists whose every page has a nextLink back to that same page
     foreign_link_paths: tuple[str, ...] = ()  # lists whose nextLink points at the decoy (another port on loopback)
+    # Lists whose nextLink names the emulator to one URL parser and the decoy to another:
+    # `https://127.0.0.1:{decoy}\\@127.0.0.1:{emulator}/...` (urlsplit reads the emulator, urllib3 connects to the decoy).
+    confusing_link_paths: tuple[str, ...] = ()
     redirect_paths: tuple[str, ...] = ()  # answered 307 to the same path on the decoy
     hang_paths: tuple[str, ...] = ()  # the request is read, and never answered
     drip_paths: tuple[str, ...] = ()  # answered one byte every `drip_interval_s`
@@ -77,7 +88,7 @@ class Faults:
     @property
     def needs_decoy(self) -> bool:
         """A nextLink or redirect to another host needs that host: the emulator starts a decoy for it."""
-        return bool(self.foreign_link_paths or self.redirect_paths)
+        return bool(self.foreign_link_paths or self.confusing_link_paths or self.redirect_paths)
 
 
 @dataclass(frozen=True)

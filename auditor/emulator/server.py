@@ -293,12 +293,15 @@ class Emulator:
         """Paging faults: a list page whose nextLink leads back to itself, or to another host (the decoy)."""
         loop = self._injector.on_path("loop_paths", request.path)
         foreign = self._injector.on_path("foreign_link_paths", request.path)
-        if response.status != 200 or not (loop or foreign):
+        confusing = self._injector.on_path("confusing_link_paths", request.path)
+        if response.status != 200 or not (loop or foreign or confusing):
             return response
         body = json.loads(response.body)
         if not isinstance(body, dict) or "value" not in body:
             return response  # not a list page
         body["nextLink"] = self._router.page_link(request, self.decoy.endpoint if foreign else self.endpoint)
+        if confusing:  # the decoy before a backslash, the emulator after it
+            body["nextLink"] = self.decoy.endpoint + "\\@" + body["nextLink"].removeprefix("https://")
         return Response(200, json.dumps(body, separators=(",", ":")).encode(), response.headers, response.content_type)
 
     def _query(self, path: str, params: dict[str, str], authorization: str, body: bytes) -> Response:
