@@ -11,9 +11,11 @@ the environment and drops the rest:
 - ~/.netrc is never consulted (requests would put its password in the Authorization header, over the pipeline's
   bearer token), and no cookie is kept or sent: ARM is stateless.
 - Nothing is retried or redirected here: the pipeline's policies do both, within the read's budget.
-- Failures become the azure-core errors RequestsTransport raises for the same failures, so the retry policy
-  and the collector treat them as before: no connection -> ServiceRequestError, a dropped or broken answer ->
-  ServiceResponseError, and their Timeout variants.
+- Failures become azure-core's errors, which the retry policy retries and the collector records: no connection
+  (refused, DNS, TLS, proxy) -> ServiceRequestError, a connect timeout -> ServiceRequestTimeoutError, a read
+  timeout -> ServiceResponseTimeoutError, an answer that breaks off (a reset, a body shorter than its
+  Content-Length, broken chunking or gzip) -> ServiceResponseError. RequestsTransport called a body cut short an
+  IncompleteReadError and other broken bodies an HttpResponseError; here they count as failed reads of the answer.
 - Bodies are read whole (ARM pages are small); `stream=True` gets the same in-memory body.
 """
 
@@ -37,7 +39,13 @@ from azure.core.pipeline._tools import is_rest
 from azure.core.pipeline.transport import HttpResponse, HttpTransport
 from azure.core.rest._http_response_impl import HttpResponseImpl
 from requests.structures import CaseInsensitiveDict
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_auth_from_url, select_proxy
+from requests.utils import (
+    DEFAULT_CA_BUNDLE_PATH,
+    get_auth_from_url,
+    get_encoding_from_headers,
+    prepend_scheme_if_needed,
+    select_proxy,
+)
 from urllib3 import exceptions as u3
 
 from auditor.limits import Limits
@@ -148,7 +156,10 @@ class PooledTransport(HttpTransport):  # type: ignore[type-arg]
             with requests.Session() as session:  # only for its environment rules: it sends nothing
                 merged = session.merge_environment_settings(url, {}, None, verify, None)
             ca = merged["verify"]
-            found = (select_proxy(url, merged["proxies"]), DEFAULT_CA_BUNDLE_PATH if ca is True else ca)
+            proxy = select_proxy(url, merged["proxies"])
+            if proxy:  # `proxy.corp:3128` means http://proxy.corp:3128, as requests takes it
+                proxy = prepend_scheme_if_needed(proxy, "http")
+            found = (proxy or None, DEFAULT_CA_BUNDLE_PATH if ca is True else ca)
             with self._lock:
                 self._environment[key] = found
         return found
@@ -218,6 +229,17 @@ class _LegacyResponse(HttpResponse):
 
     def body(self) -> bytes:
         return self._body
+
+    def text(self, encoding: str | None = None) -> str:
+        """As RequestsTransport decodes: the charset the Content-Type names, else UTF-8 (a BOM skipped); bytes
+        that do not decode become U+FFFD rather than an exception the pipeline would not expect."""
+        chosen = encoding or get_encoding_from_headers(CaseInsensitiveDict(self.headers)) or "utf-8"
+        if chosen.lower().replace("_", "-") in ("utf-8", "utf8"):
+            chosen = "utf-8-sig"
+        try:
+            return self._body.decode(chosen, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self._body.decode("utf-8-sig", errors="replace")
 
     def stream_download(self, pipeline: Any, **kwargs: Any) -> Iterator[bytes]:
         return iter([self._body])

@@ -156,3 +156,38 @@ def test_every_client_runs_the_one_pinned_pipeline() -> None:
         assert not any(isinstance(p, ARMAutoResourceProviderRegistrationPolicy) for p in run)
         # Each client still builds its own URLs: the subscription is the client's, not the pipeline's.
         assert clients[0]._config.subscription_id == "a" and clients[1]._config.subscription_id == "b"
+
+
+def test_a_proxy_named_without_a_scheme_is_http_as_requests_takes_it(
+    recorder: tuple[str, list[tuple[str, str, dict[str, str]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    where, seen = recorder
+    monkeypatch.setenv("HTTPS_PROXY", where)  # `127.0.0.1:port`, no http://
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    transport = PooledTransport(True, Limits())
+    try:
+        with pytest.raises(ServiceRequestError):  # the stand-in proxy refuses the tunnel
+            transport.send(RestRequest("GET", "https://arm.example/subscriptions?api-version=1"))
+    finally:
+        transport.close()
+    assert [(m, p) for m, p, _ in seen] == [("CONNECT", "arm.example:443")]
+
+
+def test_a_legacy_response_decodes_as_requests_does() -> None:
+    """The authorization SDK's responses: the Content-Type's charset, and bytes that do not decode never raise."""
+    from auditor.transport import _LegacyResponse
+
+    class Raw:
+        status, reason = 200, "OK"
+
+        def __init__(self, content_type: str) -> None:
+            self.headers = {"Content-Type": content_type}
+
+    request = LegacyRequest("GET", "https://arm.example/x")
+    latin = _LegacyResponse(request, Raw("application/json; charset=iso-8859-1"), '{"name": "café"}'.encode("latin-1"))
+    assert json.loads(latin.text()) == {"name": "café"}
+    broken = _LegacyResponse(request, Raw("application/json"), b'{"name": "caf\xe9"}')
+    assert json.loads(broken.text()) == {"name": "caf\ufffd"}
+    bom = _LegacyResponse(request, Raw("application/json; charset=utf-8"), b'\xef\xbb\xbf{"a": 1}')
+    assert json.loads(bom.text()) == {"a": 1}
