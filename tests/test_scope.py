@@ -211,6 +211,20 @@ def test_a_refused_resource_graph_falls_back_to_arm_for_every_subscription(emula
     assert sorted(snap.subscriptions) == sorted(s for s in tenant.all_subscriptions if s != tenant.disabled)
 
 
+def test_a_truncated_resource_graph_answer_falls_back_to_arm_not_to_a_partial_scope(
+    emulator: StartEmulator, tenant: TenantEstate
+) -> None:
+    """`resultTruncated` with no $skipToken: the rows Resource Graph left out could be the subscriptions that hold
+    templates. Fail closed: every subscription in scope is read through ARM, and the JSON says why."""
+    emu = emulator(tenant.estate, faults=Faults(graph_truncated=True))
+    snap = run(emu, scope.scope_spec(management_groups=["contoso"]))
+    meta = snap.meta["scope"]
+    assert meta["discovery"] == "arm" and meta["skipped_empty"] == []
+    assert any("Resource Graph unavailable" in n and "truncated" in n for n in meta["notes"])
+    assert sorted(snap.subscriptions) == sorted(s for s in tenant.all_subscriptions if s != tenant.disabled)
+    assert len(snap.resources["imageTemplates"]) == 6 and snap.errors == []
+
+
 def test_resource_graph_quota_429_is_waited_out(emulator: StartEmulator, tenant: TenantEstate) -> None:
     from auditor.discover import _graph_send
 

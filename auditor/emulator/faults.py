@@ -61,6 +61,8 @@ class Faults:
     retry_after_s: int = 3600
     throttle_rate: float = 0.0  # share of requests answered 429 with Retry-After: 1 (transient throttling)
     reset_rate: float = 0.0  # share of requests whose connection is dropped without an answer
+    # Resource Graph answers `resultTruncated: true` with no $skipToken (a query over its row limit that cannot page).
+    graph_truncated: bool = False
     graph_burst: int = 15  # Resource Graph: queries per user per window
     graph_refill_per_s: float = 3.0  # 15 per 5 s
     # Monotonic seconds for the throttle buckets; tests pass a fake clock so that whether a read is throttled

@@ -327,6 +327,11 @@ class Emulator:
             raise _server_error(status, headers)
         response = evaluate_query(body, self._router.store.typed_resources)
         response.headers.update(headers)
+        if self.faults.graph_truncated and response.status == 200:
+            page = json.loads(response.body)
+            page.pop("$skipToken", None)
+            page["resultTruncated"] = "true"
+            return Response(200, json.dumps(page).encode(), response.headers, response.content_type)
         return response
 
     def _route(self, path: str) -> tuple[Route | None, ArmError | None]:
