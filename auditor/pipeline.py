@@ -111,7 +111,7 @@ def bare_https_url(url: str, flag: str, example: str, paths: tuple[str, ...] = (
         port = parts.port
     except ValueError:  # an unclosed IPv6 bracket, a port that is not a number or out of range
         raise UsageError(f"{flag} is not a valid https:// URL (got {raw!r})") from None
-    if parts.scheme.lower() != "https" or not parts.hostname:
+    if parts.scheme.lower() != "https" or not parts.hostname or not unambiguous(raw):
         raise UsageError(f"{flag} must be an https:// URL (got {raw!r})")
     if parts.query or parts.fragment or parts.path.strip("/") not in paths:
         raise UsageError(f"{flag} must be a bare host URL such as {example} (got {raw!r})")
@@ -122,7 +122,8 @@ def bare_https_url(url: str, flag: str, example: str, paths: tuple[str, ...] = (
 
 
 def same_origin(url: str, endpoint: str) -> bool:
-    return origin(url) == origin(endpoint)
+    found = origin(url)
+    return found != AMBIGUOUS and found == origin(endpoint)
 
 
 class EndpointGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -135,16 +136,18 @@ class EndpointGuard(core_policies.SansIOHTTPPolicy):  # type: ignore[type-arg]
     def __init__(self, endpoint: str) -> None:
         super().__init__()
         self.endpoint = endpoint
+        self._origin = origin(endpoint)  # once, not on every request
 
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         url = request.http_request.url
-        if not same_origin(url, self.endpoint):
-            if origin(url) == AMBIGUOUS:
-                raise ForeignEndpointRefused(
-                    "refused to send a request to a URL whose host reads differently to different parsers "
-                    f"(a nextLink or redirect): only {self.endpoint} is trusted with the token"
-                )
-            scheme, host, port = origin(url)
+        found = origin(url)
+        if found == AMBIGUOUS:
+            raise ForeignEndpointRefused(
+                "refused to send a request to a URL whose host reads differently to different parsers "
+                f"(a nextLink or redirect): only {self.endpoint} is trusted with the token"
+            )
+        if found != self._origin:
+            scheme, host, port = found
             raise ForeignEndpointRefused(
                 f"refused to send a request to {scheme}://{host}:{port} (a nextLink or redirect): "
                 f"only {self.endpoint} is trusted with the token"

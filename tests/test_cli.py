@@ -166,6 +166,11 @@ BAD_INPUTS = {
     "option without value": (lambda t: ["--snapshot"], ["--snapshot"]),
     "http endpoint": (lambda t: ["--subscription", SUB, "--arm-endpoint", "http://management.azure.com"], ["https"]),
     "endpoint with a path": (lambda t: ["--subscription", SUB, "--arm-endpoint", "https://x.example/api"], ["--arm-endpoint"]),
+    # urlsplit reads management.azure.com, urllib3 would connect to evil.example with the token
+    "endpoint whose host depends on the parser": (
+        lambda t: ["--subscription", SUB, "--arm-endpoint", "https://evil.example\\@management.azure.com"],
+        ["--arm-endpoint"],
+    ),
     "endpoint without subscription": (
         lambda t: ["--snapshot", str(write_snapshot(t / "s.json")), "--arm-endpoint", "https://management.azure.com"],
         ["--arm-endpoint only applies to a live scope"],
