@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from auditor.emulator import Emulator, Faults
+from auditor.emulator import ARM_WHOLE_LISTS, Emulator, Faults
 from auditor.limits import DEFAULT_WORKERS
 from tests.bench_collector import ROWS as COLLECTOR_ROWS
 from tests.bench_collector import CollectorRow, collector_section, collector_table
@@ -151,7 +151,7 @@ def _child(conn: Connection, subscriptions: list[str], endpoint: str, ca_bundle:
 
 def _collect_in_child(estate: dict[str, Any], faults: Faults, n: int) -> tuple[dict[str, Any], Emulator]:
     ctx = mp.get_context("spawn")
-    with Emulator(estate, page_size=PAGE_SIZE, faults=faults) as emu:
+    with Emulator(estate, page_size=PAGE_SIZE, faults=faults, whole_lists=ARM_WHOLE_LISTS) as emu:
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(child, list(estate["subscriptions"]), emu.endpoint, emu.ca_bundle))
         proc.start()
@@ -402,6 +402,8 @@ def measure_floor_rows(n: int) -> tuple[OverheadRow, list[FloorRow]]:
         floor_rows.append(measure_floor_row(subs, n, seed=SEED))
         print(f"  {asdict(floor_rows[-1])}", flush=True)
     return overhead, floor_rows
+
+
 def measure_collector_rows() -> list[CollectorRow]:
     """The installed CLI end to end against each subscription's own bucket (tests.bench_collector)."""
     import tempfile

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.emulator import Emulator, Faults
+from auditor.emulator import ARM_WHOLE_LISTS, Emulator, Faults
 from tests.bench_emulator import honest_floor_s
 
 LATENCY_MS = 50.0
@@ -70,7 +70,7 @@ def measure(subscriptions: int, templates_each: int, workdir: Path, workers: int
     harness = Harness(workdir)
     report = workdir / "report.csv"
     faults = Faults(latency_ms=LATENCY_MS, throttle=True, burst=BURST, refill_per_s=REFILL_PER_S)
-    with Emulator(estate, page_size=PAGE_SIZE, faults=faults) as emu:
+    with Emulator(estate, page_size=PAGE_SIZE, faults=faults, whole_lists=ARM_WHOLE_LISTS) as emu:
         args = [str(AIB_AUDIT)]
         for sub in estate["subscriptions"]:
             args += ["-s", str(sub)]

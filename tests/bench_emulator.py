@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor import ids
-from auditor.emulator import Emulator, Faults
+from auditor.emulator import ARM_WHOLE_LISTS, Emulator, Faults
 
 LATENCY_MS = 50.0
 BURST = 250
@@ -147,7 +147,8 @@ def measure_floor_row(subscriptions: int, templates: int, seed: int = 7) -> Floo
     estate = generate_estate(subscriptions, templates, seed=seed)
     floor = honest_floor_s(estate)
     faults = Faults(latency_ms=LATENCY_MS, throttle=True, burst=BURST, refill_per_s=REFILL_PER_S)
-    with tempfile.TemporaryDirectory(prefix="aib-bench-") as tmp, Emulator(estate, page_size=PAGE_SIZE, faults=faults) as emu:
+    emulator = Emulator(estate, page_size=PAGE_SIZE, faults=faults, whole_lists=ARM_WHOLE_LISTS)
+    with tempfile.TemporaryDirectory(prefix="aib-bench-") as tmp, emulator as emu:
         az = Path(tmp) / "az"
         az.write_text(_STAND_IN_AZ.format(token=json.dumps(_TOKEN)), encoding="utf-8")
         az.chmod(0o755)

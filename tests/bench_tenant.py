@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from auditor.emulator import Emulator, Faults
+from auditor.emulator import ARM_WHOLE_LISTS, Emulator, Faults
 from auditor.limits import DEFAULT_WORKERS
 
 LATENCY_MS = 50.0
@@ -85,7 +85,7 @@ def measure_tenant(
     estate = tenant_estate(subscriptions, holders, per_holder, seed="bench").estate
     faults = Faults(latency_ms=LATENCY_MS, throttle=True, burst=BURST, refill_per_s=REFILL_PER_S)
     ctx = mp.get_context("spawn")
-    with Emulator(estate, page_size=PAGE_SIZE, faults=faults) as emu:
+    with Emulator(estate, page_size=PAGE_SIZE, faults=faults, whole_lists=ARM_WHOLE_LISTS) as emu:
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(child, emu.endpoint, emu.ca_bundle, resource_graph, workers))
         proc.start()

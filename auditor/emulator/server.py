@@ -70,11 +70,17 @@ def _object_id(authorization: str) -> str:
 class Emulator:
     """An ARM-compatible HTTPS endpoint on 127.0.0.1 serving one estate (a snapshot). Read-only."""
 
-    def __init__(self, estate: dict[str, Any] | Snapshot, page_size: int = 100, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        estate: dict[str, Any] | Snapshot,
+        page_size: int = 100,
+        faults: Faults | None = None,
+        whole_lists: frozenset[str] = frozenset(),
+    ) -> None:
         snapshot = estate if isinstance(estate, Snapshot) else Snapshot.from_dict(estate, source="estate")
         tenant = Tenant.from_estate(estate.get("tenant") if isinstance(estate, dict) else None)
         self.faults = faults or Faults()
-        self._router = Router(EstateStore(snapshot, tenant), page_size)
+        self._router = Router(EstateStore(snapshot, tenant), page_size, whole_lists)
         self._graph = GraphDirectory(snapshot, page_size)
         self._injector = FaultInjector(self.faults)
         self._lock = threading.Lock()
