@@ -19,6 +19,7 @@ import pytest
 
 from auditor import cli
 from auditor.errors import UsageError
+from auditor.findings import Finding
 from auditor.output import check_writable, resolve_target, write_text_atomic
 from tests.test_cli import AIB_AUDIT, LOCKS, _script_env, csv_rows, write_snapshot
 
@@ -130,16 +131,16 @@ def test_a_report_interrupted_half_way_leaves_the_old_file_and_no_temp_file(
 
     out = tmp_path / "findings.csv"
     out.write_text("last night's report\n", encoding="utf-8")
-    real = csv_report.finding_cells
+    real = csv_report.Records.line
     written: list[str] = []
 
-    def interrupted_after_one_row(*args: object, **kw: object) -> list[str]:
+    def interrupted_after_one_row(self: csv_report.Records, f: Finding) -> str:
         if written:
             raise KeyboardInterrupt
         written.append("row")
-        return real(*args, **kw)  # type: ignore[arg-type]
+        return real(self, f)
 
-    monkeypatch.setattr(csv_report, "finding_cells", interrupted_after_one_row)
+    monkeypatch.setattr(csv_report.Records, "line", interrupted_after_one_row)
     snap = write_snapshot(tmp_path / "s.json", locked=False)
     target = ["--format", "csv", "--output", str(out)] if flag == "--output" else ["--report", f"csv={out}"]
     code = cli.run(["--snapshot", str(snap), *LOCKS, *target])

@@ -475,3 +475,36 @@ def test_csv_lines_are_what_the_csv_module_writes(cells: list[str]) -> None:
     assert csv_line(cells) == expected.getvalue()
     if cells:
         assert next(csv.reader(io.StringIO(csv_line(cells), newline=""))) == cells
+
+
+def test_csv_records_from_cached_pieces_are_the_bytes_of_each_row_worked_out_alone() -> None:
+    """Records.line quotes a resource's, a check's and the short cells once each; every line must still be
+    exactly csv_line(finding_cells(...)), hostile values (formulas, quotes, line breaks) and repeats included."""
+    from auditor.reports.csv_report import Records, finding_cells
+
+    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    hostile = ["", "=cmd|' /C calc'!A0", 'a "quoted" name', "line\nbreak\r\n", "-1", "+sum", "@x", "\tx", "é ☃ \u2028", ","]
+    rng = random.Random(5)
+    findings = []
+    for i in range(400):
+        pick = lambda: rng.choice(hostile)  # noqa: E731 - a short local helper
+        f = Finding(
+            rng.choice(list(Status)),
+            pick() + str(i % 7),
+            check_id=rng.choice([*metas, "AIB-NOT-A-CHECK", pick()]),
+            resource_id=rng.choice([b.sub_id(b.guid("r")) + "/resourceGroups/rg/providers/X.Y/z/" + pick(), pick()]),
+            principal_id=pick(),
+            principal_type=pick(),
+            role_name=pick(),
+            role_scope=pick(),
+            principal_name=pick(),
+            principal_upn=pick(),
+            change=pick(),
+            exception_reason=pick(),
+            exception_owner=pick(),
+            exception_expires=pick(),
+        )
+        findings.append(f)
+    records = Records(metas, "2026-11-30T00:00:00Z")
+    for f in findings:
+        assert records.line(f) == csv_line(finding_cells(f, metas.get(f.check_id), "2026-11-30T00:00:00Z"))
