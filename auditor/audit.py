@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from auditor.documents import Template
 from auditor.errors import UsageError
 from auditor.findings import Finding, Severity, Status, check_status, error, score
-from auditor.inventory import Inventory
+from auditor.inventory import Inventory, Pending
 from auditor.policy import Policy
 from auditor.principals import enrich
 from checks.registry import Check, catalog
@@ -75,54 +75,106 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
     return selected
 
 
-def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set[int]) -> list[Finding]:
-    before = set(inv.consulted)
+def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set[int]) -> list[Finding] | None:
+    """The check's rows for `t`, or None when it asked for a kind still being read (Inventory.pending)."""
+    saved, inv.consulted = inv.consulted, set()  # the failed reads this evaluation asks about, and only those
     try:
-        out = chk.fn(t, inv, policy)
-    except Exception as exc:  # a bug in one check must not hide the others, nor pass silently
-        out = [error(f"internal error in aib-audit while evaluating the check (please report it): {type(exc).__name__}: {exc}")]
-    if not out:
-        out = [error("the check returned no result")]
-    for f in out:
-        f.check_id = chk.meta.id
-        f.template_id = t.id
-        f.resource_id = f.resource_id or t.id
-    out = enrich(out, inv, policy, chk.meta.id)  # names from Microsoft Graph; --expand-groups' member rows
-    if any(f.status == Status.ERROR for f in out):  # the failed reads it asked about are on its ERROR rows
-        shown |= inv.consulted - before
-    return out
+        try:
+            out = chk.fn(t, inv, policy)
+        except Pending:
+            return None
+        except Exception as exc:  # a bug in one check must not hide the others, nor pass silently
+            why = f"{type(exc).__name__}: {exc}"
+            out = [error(f"internal error in aib-audit while evaluating the check (please report it): {why}")]
+        if not out:
+            out = [error("the check returned no result")]
+        for f in out:
+            f.check_id = chk.meta.id
+            f.template_id = t.id
+            f.resource_id = f.resource_id or t.id
+        out = enrich(out, inv, policy, chk.meta.id)  # names from Microsoft Graph; --expand-groups' member rows
+        if any(f.status == Status.ERROR for f in out):  # the failed reads it asked about are on its ERROR rows
+            shown |= inv.consulted
+        saved |= inv.consulted
+        return out
+    finally:
+        inv.consulted = saved
+
+
+class StagedAudit:
+    """Runs the checks over an inventory, possibly in two passes.
+
+    `early(inv)` runs, over an inventory whose trigger reads are still going (auditor.inventory.pending), every
+    check that does not ask for them: the collector calls it while ARM's bucket paces one trigger read per
+    template, so the audit's time is not added after the last read. `finish(inv)` runs what is left over the
+    complete inventory and assembles the result. Checks are pure functions of the inventory, so the rows are the
+    ones a single pass gives; a check that asks for a pending kind is simply run again in `finish`.
+    """
+
+    def __init__(self, checks: list[Check], policy: Policy | None = None) -> None:
+        self.checks = checks
+        self.policy = policy or Policy()
+        self.inventory: Inventory | None = None
+        self._rows: list[list[list[Finding] | None]] = []  # [template][check] -> rows; None: not run yet
+        self._shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
+        self._details: dict[str, str] = {}  # one copy of each detail text: rows about a subscription-wide grant repeat it
+
+    def early(self, inv: Inventory) -> None:
+        self.inventory = inv
+        self._run(inv)
+
+    def _run(self, inv: Inventory) -> None:
+        if not self._rows:
+            self._rows = [[None] * len(self.checks) for _ in inv.templates]
+        for t, slots in zip(inv.templates, self._rows, strict=True):
+            for i, chk in enumerate(self.checks):
+                if slots[i] is not None:
+                    continue
+                out = _run_one(chk, t, inv, self.policy, self._shown)
+                if out is not None:
+                    for f in out:
+                        f.detail = self._details.setdefault(f.detail, f.detail)
+                    slots[i] = out
+
+    def finish(self, inv: Inventory) -> AuditResult:
+        if self.inventory is not None and inv is not self.inventory:
+            raise ValueError("finish() takes the inventory early() ran over, completed")
+        if inv.pending:
+            raise ValueError(f"the inventory is still waiting for {', '.join(sorted(inv.pending))}")
+        self._run(inv)
+        groups: dict[str, list[Finding]] = {}  # template_id.lower() (Finding.sort_key's first part) -> its rows
+        results: list[TemplateResult] = []
+        for t, slots in zip(inv.templates, self._rows, strict=True):
+            per_check: dict[str, Status] = {}
+            buckets: dict[str, list[tuple[Severity, Status]]] = defaultdict(list)
+            rows = groups.setdefault(t.id.lower(), [])
+            for chk, out in zip(self.checks, slots, strict=True):
+                assert out is not None  # _run over a complete inventory ran every check
+                rows.extend(out)
+                status = check_status(out)
+                per_check[chk.meta.id] = status
+                buckets[chk.meta.score].append((chk.meta.severity, status))
+            results.append(TemplateResult(t, per_check, score(buckets["resilience"]), score(buckets["least_privilege"])))
+        self._rows = []
+        # Finding.sort_key order, sorted a template at a time: one sort over every row would hold a key tuple (and
+        # lower-cased copies of its IDs) for each of hundreds of thousands of rows at once.
+        findings: list[Finding] = []
+        for key in sorted(groups):
+            rows = groups.pop(key)
+            rows.sort(key=Finding.sort_key)
+            findings.extend(rows)
+        return AuditResult(
+            checks=self.checks,
+            templates=results,
+            findings=findings,
+            inventory=inv,
+            extra_errors=unattributed_errors(inv, self._shown),
+        )
 
 
 def run_audit(inv: Inventory, checks: list[Check], policy: Policy | None = None) -> AuditResult:
-    policy = policy or Policy()
-    inv.consulted.clear()
-    shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
-    groups: dict[str, list[Finding]] = {}  # template_id.lower() (Finding.sort_key's first part) -> its rows
-    results: list[TemplateResult] = []
-    details: dict[str, str] = {}  # one copy of each detail text: rows about a subscription-wide grant repeat it
-    for t in inv.templates:
-        per_check: dict[str, Status] = {}
-        buckets: dict[str, list[tuple[Severity, Status]]] = defaultdict(list)
-        rows = groups.setdefault(t.id.lower(), [])
-        for chk in checks:
-            out = _run_one(chk, t, inv, policy, shown)
-            for f in out:
-                f.detail = details.setdefault(f.detail, f.detail)
-            rows.extend(out)
-            status = check_status(out)
-            per_check[chk.meta.id] = status
-            buckets[chk.meta.score].append((chk.meta.severity, status))
-        results.append(TemplateResult(t, per_check, score(buckets["resilience"]), score(buckets["least_privilege"])))
-    # Finding.sort_key order, sorted a template at a time: one sort over every row would hold a key tuple (and
-    # lower-cased copies of its IDs) for each of hundreds of thousands of rows at once.
-    findings: list[Finding] = []
-    for key in sorted(groups):
-        rows = groups.pop(key)
-        rows.sort(key=Finding.sort_key)
-        findings.extend(rows)
-    return AuditResult(
-        checks=checks, templates=results, findings=findings, inventory=inv, extra_errors=unattributed_errors(inv, shown)
-    )
+    """Every check over a complete inventory, in one pass."""
+    return StagedAudit(checks, policy).finish(inv)
 
 
 def unattributed_errors(inv: Inventory, shown: set[int]) -> list[Finding]:

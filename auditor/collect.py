@@ -81,6 +81,7 @@ def collect(
     retry_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
     graph: GraphSettings | None = None,
+    early: Callable[[Snapshot], None] | None = None,
 ) -> Snapshot:
     """Read every subscription in scope into a Snapshot (raw ARM documents plus the reads that failed).
 
@@ -91,7 +92,10 @@ def collect(
     subscriptions that could not be read. With `graph` (graph.settings), the principals' names (and, with
     expand_groups, group members) are then read from Microsoft Graph; its failures are notes in `snapshot.meta`,
     never read errors (Graph is enrichment). `retry_options` are passed to the SDK's RetryPolicy (e.g.
-    `retry_backoff_factor`); by default its own defaults apply, within the limits.
+    `retry_backoff_factor`); by default its own defaults apply, within the limits. `early(snapshot)` is called
+    (in this thread) once everything but the templates' trigger lists is in `snapshot`, while those are read: the
+    audit runs the checks that need no trigger then (auditor.audit.StagedAudit). It must not keep the snapshot's
+    lists: the trigger reads' outcomes are added to it afterwards.
     """
     spec = subscriptions if isinstance(subscriptions, ScopeSpec) else ScopeSpec(tuple(ids.subscription_ids(subscriptions)))
     if not spec.subscriptions and not spec.discovers:
@@ -115,11 +119,21 @@ def collect(
             if scope.audited:
                 collector = _Collector(arm, snap, runner, say)
                 collector.subscription_wide(scope.audited)
-                collector.follow_references()
-                if graph is not None:  # after the ARM reads: names (and group members) from Microsoft Graph
-                    collect_directory(
-                        snap, graph, credential, connection_verify, retry_options, limits, run_deadline, say, max_workers
-                    )
+
+                def directory() -> None:  # names (and group members) from Microsoft Graph
+                    if graph is not None:
+                        collect_directory(
+                            snap, graph, credential, connection_verify, retry_options, limits, run_deadline, say, max_workers
+                        )
+
+                def meanwhile() -> None:  # while ARM's bucket paces the trigger reads (Graph has its own quota)
+                    if early is not None:
+                        directory()  # the early audit names principals
+                        early(snap)
+
+                collector.follow_references(meanwhile)
+                if early is None:  # after the ARM reads, one at a time: a recording keeps its order
+                    directory()
             snap.meta = {
                 **snap.meta,  # notes the collector left (lists answered "none can exist")
                 "tool_version": __version__,
@@ -298,9 +312,7 @@ class _Collector:
                 (scope,),
                 label="PIM eligibilities",
             ),
-            _Read(
-                "roleDefinitions", scope, auth.role_definitions.list, (scope,), {"filter": CUSTOM_ROLES}, label="custom roles"
-            ),
+            _Read("roleDefinitions", scope, auth.role_definitions.list, (scope,), {"filter": CUSTOM_ROLES}, label="custom roles"),
             _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities"),
             _Read("galleries", scope, compute.galleries.list, label="galleries"),
         ]
@@ -321,7 +333,9 @@ class _Collector:
                 self.early.setdefault(ids.norm(read.scope), deque()).append((read, task))
                 self.parsed[id(doc)] = (doc, template)
 
-    def follow_references(self) -> None:
+    def follow_references(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Phase 2: each template's triggers, and what the templates name that the lists did not hold. `meanwhile`
+        runs (in this thread) once all but the trigger reads are in."""
         # The inventory's own parser reads the references (pure JSON -> dataclasses): one reading of a template.
         with self._early_lock:
             early, self.early = self.early, {}
@@ -342,11 +356,14 @@ class _Collector:
                 self.runner.pool.abandon(task)
         others = self._staging_rg_reads(templates) + self._role_definition_reads() + self._identity_reads(templates)
         others += self._gallery_reads(templates)
+        # Ahead of the trigger reads still queued: once they are in, everything but the triggers is known, and
+        # `meanwhile` can work while ARM's bucket paces the trigger tail (one read per template).
+        self._run_all(others, tasks=self.runner.submit_first(others))
+        if meanwhile is not None:
+            meanwhile()
         if trigger_reads:
             self.say(f"listing triggers of {len(trigger_reads)} image templates")
-        # One batch keeps the pool busy; triggers (mostly running already) are reported as they complete.
-        tasks += [self.runner.submit(r) for r in others]
-        self._run_all(trigger_reads + others, counted=len(trigger_reads), label="triggers", tasks=tasks)
+        self._run_all(trigger_reads, counted=len(trigger_reads), label="triggers", tasks=tasks)
 
     def _trigger_read(self, template: Template) -> _Read:
         tid = template.id

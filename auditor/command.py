@@ -138,8 +138,8 @@ def run_audit_command(opts: AuditOptions) -> int:
 
 def _audit(opts: AuditOptions) -> int:
     from auditor import workflow
-    from auditor.audit import run_audit, select_checks
-    from auditor.inventory import build_inventory
+    from auditor.audit import StagedAudit, select_checks
+    from auditor.inventory import build_early_inventory, build_inventory, complete_inventory
     from auditor.policy import Policy, load_policy
 
     started = datetime.now(UTC)
@@ -158,10 +158,16 @@ def _audit(opts: AuditOptions) -> int:
         inputs={"--snapshot": opts.snapshot, "--policy": opts.policy, "--exceptions": opts.exceptions},
         known_checks=list(catalog()),
     )
-    snap = acquire(opts)
-    inventory = build_inventory(snap, expand_groups=opts.expand_groups)
+    audit = StagedAudit(checks, policy)
+    # A collection runs the checks that need no trigger while ARM paces the trigger reads (one per template).
+    snap = acquire(opts, early=lambda partial: audit.early(build_early_inventory(partial, expand_groups=opts.expand_groups)))
+    if audit.inventory is not None:
+        inventory = audit.inventory
+        complete_inventory(inventory, snap)
+    else:
+        inventory = build_inventory(snap, expand_groups=opts.expand_groups)
     snap.resources.clear()  # parsed now (and saved by --snapshot-out): the raw documents need not outlive the audit
-    result = run_audit(inventory, checks, policy)
+    result = audit.finish(inventory)
     workflow.apply(flow, result, opts.subscriptions, started.date())
     code = workflow.exit_code(flow, result)
     run = RunInfo(

@@ -44,6 +44,15 @@ from auditor.snapshot import ReadError, Snapshot
 # --------------------------------------------------------------------------------------------- the inventory
 
 
+class Pending(BaseException):
+    """A check asked for a kind that is still being read (Inventory.pending). A BaseException, so no check's own
+    `except Exception` can turn it into an answer: the audit runner catches it and runs the check again later."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
 @dataclass
 class Inventory:
     subscriptions: list[str]
@@ -65,10 +74,14 @@ class Inventory:
     directory: Directory = field(default_factory=Directory)
     # Indexes into `errors` that a check has asked about: the runner reports the others on their own rows.
     consulted: set[int] = field(default_factory=set, repr=False, compare=False)
+    # Kinds still being read while an early audit runs (only "triggers"): asking for them raises Pending.
+    pending: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     # -- joins ------------------------------------------------------------------------------------
 
     def triggers_of(self, template: Template) -> list[Trigger]:
+        if "triggers" in self.pending:
+            raise Pending("triggers")
         return self.triggers.get(template.key, [])
 
     def applies_at(self, ancestor: str, scope: str) -> bool:
@@ -146,6 +159,8 @@ class Inventory:
         subscription-wide list taints everything in the subscription), or for a descendant that the
         caller asks about directly.
         """
+        if kind in self.pending:
+            raise Pending(kind)
         s = ids.norm(scope)
         out = []
         for i, e in enumerate(self.errors):
@@ -158,15 +173,41 @@ class Inventory:
         return out
 
 
+def _triggers(docs: list[Any]) -> dict[str, list[Trigger]]:
+    triggers: dict[str, list[Trigger]] = defaultdict(list)
+    for doc in docs:
+        trig = parse_trigger(doc)
+        if parent := ids.parent_at(trig.id, "triggers"):
+            triggers[ids.norm(parent)].append(trig)
+    return dict(triggers)
+
+
+def build_early_inventory(snapshot: Snapshot, expand_groups: bool = False) -> Inventory:
+    """The inventory of a collection whose trigger reads are still running (collect's `early`): everything else
+    is final; asking for triggers (or their read errors) raises Pending until `complete_inventory`."""
+    if snapshot.resources.get("triggers"):
+        raise ValueError("an early inventory is built before any trigger is read")
+    inv = build_inventory(snapshot, expand_groups)
+    inv.pending = frozenset({"triggers"})
+    return inv
+
+
+def complete_inventory(inv: Inventory, snapshot: Snapshot) -> None:
+    """Add what was read after `build_early_inventory(snapshot)`: the triggers, the reads that failed since (after
+    the ones the inventory holds, whose indexes checks have recorded) and the final metadata."""
+    known = len(inv.errors)
+    if list(snapshot.errors[:known]) != inv.errors:
+        raise ValueError("the snapshot's read errors changed under the early inventory")
+    inv.triggers = _triggers(snapshot.resources.get("triggers", []))
+    inv.errors.extend(snapshot.errors[known:])
+    inv.meta = dict(snapshot.meta)
+    inv.pending = frozenset()
+
+
 def build_inventory(snapshot: Snapshot, expand_groups: bool = False) -> Inventory:
     """The typed view of a snapshot; `expand_groups` (--expand-groups) judges groups by their members."""
     r = snapshot.resources
     templates = sorted((parse_template(d) for d in r.get("imageTemplates", [])), key=lambda t: t.key)
-    triggers: dict[str, list[Trigger]] = defaultdict(list)
-    for doc in r.get("triggers", []):
-        trig = parse_trigger(doc)
-        if parent := ids.parent_at(trig.id, "triggers"):
-            triggers[ids.norm(parent)].append(trig)
     role_defs: dict[str, RoleDefinition] = {}
     for doc in r.get("roleDefinitions", []):
         rd = parse_role_definition(doc)
@@ -187,7 +228,7 @@ def build_inventory(snapshot: Snapshot, expand_groups: bool = False) -> Inventor
     return Inventory(
         subscriptions=[s.lower() for s in snapshot.subscriptions],
         templates=templates,
-        triggers=dict(triggers),
+        triggers=_triggers(r.get("triggers", [])),
         locks=[parse_lock(d) for d in r.get("locks", [])],
         resource_groups={ids.norm(rg.id): rg for rg in map(parse_resource_group, r.get("resourceGroups", []))},
         role_assignments=assignments,

@@ -403,9 +403,17 @@ class ReadRunner:
         message = f"not read before the run's time limit ({self.limits.run_timeout_s:g} s) ran out"
         return Outcome(read, failure=Failure(None, RUN_TIMEOUT, message))
 
-    def submit(self, read: Read) -> Task[Outcome]:
-        """Queue one read in its subscription's lane (auditor.workers); safe from any thread, a worker's too."""
-        return self.pool.submit(run_read, read, self.endpoint, self.limits, self.run_deadline, lane=lane_of(read.scope))
+    def submit(self, read: Read, first: bool = False) -> Task[Outcome]:
+        """Queue one read in its subscription's lane (auditor.workers), at its head with `first`; safe from any
+        thread, a worker's too."""
+        lane = lane_of(read.scope)
+        return self.pool.submit(run_read, read, self.endpoint, self.limits, self.run_deadline, lane=lane, first=first)
+
+    def submit_first(self, reads: list[Read]) -> list[Task[Outcome]]:
+        """Queue `reads` ahead of what already waits in their lanes, in their own order."""
+        tasks = [self.submit(r, first=True) for r in reversed(reads)]
+        tasks.reverse()
+        return tasks
 
     def run(self, reads: list[Read], on_done: Callable[[int], None] | None = None) -> list[Outcome]:
         """Outcomes in submission order. `on_done(index)` is called as each read completes (for progress)."""
@@ -413,9 +421,7 @@ class ReadRunner:
             return [self.run_timed_out(r) for r in reads]
         return self.wait(reads, [self.submit(r) for r in reads], on_done)
 
-    def wait(
-        self, reads: list[Read], tasks: list[Task[Outcome]], on_done: Callable[[int], None] | None = None
-    ) -> list[Outcome]:
+    def wait(self, reads: list[Read], tasks: list[Task[Outcome]], on_done: Callable[[int], None] | None = None) -> list[Outcome]:
         """Wait for submitted reads (`tasks[i]` runs `reads[i]`) against the wall clock; outcomes in that order."""
         results: list[Outcome | None] = [None] * len(tasks)
         pending = set(range(len(tasks)))

@@ -68,7 +68,10 @@ def say_graph_notes(snap: Snapshot) -> None:
         sys.stderr.write(f"aib-audit: warning: {one_line(line)}\n")
 
 
-def collect_live(opts: AuditOptions) -> Snapshot:
+Early = Callable[[Snapshot], None]  # collect's `early`: the audit's first pass, while the trigger lists are read
+
+
+def collect_live(opts: AuditOptions, early: Early | None = None) -> Snapshot:
     from auditor.azure import default_credential
     from auditor.collect import collect
 
@@ -85,6 +88,7 @@ def collect_live(opts: AuditOptions) -> Snapshot:
                 progress=progress,
                 limits=opts.limits,
                 graph=graph_settings(opts, opts.arm_endpoint),
+                early=early,
             )
             opts.subscriptions = list(snap.subscriptions)  # what was audited: named and discovered
             return snap
@@ -101,7 +105,7 @@ def demo_estate() -> dict[str, Any]:
         raise UsageError(f"the bundled demo estate cannot be read ({exc}); reinstall aib-audit") from None
 
 
-def collect_demo(opts: AuditOptions) -> Snapshot:
+def collect_demo(opts: AuditOptions, early: Early | None = None) -> Snapshot:
     """Serve the demo estate from the in-process emulator and collect it through the real SDK path."""
     from auditor.azure import StaticTokenCredential
     from auditor.collect import collect
@@ -120,6 +124,7 @@ def collect_demo(opts: AuditOptions) -> Snapshot:
             progress=progress,
             limits=opts.limits,
             graph=graph_settings(opts, emu.endpoint),
+            early=early,
         )
 
 
@@ -136,14 +141,15 @@ def timeout_summary(snap: Snapshot, limits: Limits, shown: int = 5) -> str | Non
     )
 
 
-def acquire(opts: AuditOptions) -> Snapshot:
+def acquire(opts: AuditOptions, early: Early | None = None) -> Snapshot:
+    """The snapshot to audit. A collection calls `early` while it reads the trigger lists (auditor.collect)."""
     if opts.source == "snapshot" and opts.snapshot is not None:
         snap = Snapshot.load(opts.snapshot)
         opts.subscriptions = [s.lower() for s in snap.subscriptions]
         opts.arm_endpoint = str(snap.meta.get("arm_endpoint") or "")
         say_graph_notes(snap)
         return snap
-    snap = collect_demo(opts) if opts.source == "demo" else collect_live(opts)
+    snap = collect_demo(opts, early) if opts.source == "demo" else collect_live(opts, early)
     summary = timeout_summary(snap, opts.limits)
     if summary is not None:
         sys.stderr.write(f"aib-audit: warning: {one_line(summary)}\n")  # scopes are ARM text: shown escaped

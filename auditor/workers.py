@@ -186,7 +186,8 @@ class DaemonPool:
                 self._resuming -= 1
                 self._seat_freed()
 
-    def submit(self, fn: Callable[..., T], *args: Any, lane: str = "") -> Task[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, lane: str = "", first: bool = False) -> Task[T]:
+        """Queue `fn(*args)` at the end of its lane, or with `first` at its head (before what already waits)."""
         task: Task[T] = Task(fn, args, lane)
         with self._cv:
             if self._closed:
@@ -195,7 +196,10 @@ class DaemonPool:
             if lane not in self._lanes:
                 self._lanes[lane] = deque()
                 self._turn.append(lane)
-            self._lanes[lane].append(task)
+            if first:
+                self._lanes[lane].appendleft(task)
+            else:
+                self._lanes[lane].append(task)
             self._cv.notify()
         return task
 

@@ -236,7 +236,7 @@ def test_a_bug_exits_4_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("first line\n  second line")
 
-    monkeypatch.setattr("auditor.audit.run_audit", broken)
+    monkeypatch.setattr("auditor.audit.StagedAudit.finish", broken)
     code, out, err = run(capsys, "--snapshot", str(write_snapshot(tmp_path / "s.json")))
     assert (code, out) == (4, "")
     assert err.splitlines() == ["aib-audit: internal error: RuntimeError: first line second line"]

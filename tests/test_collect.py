@@ -762,3 +762,53 @@ def test_every_list_the_collector_makes_is_paged_raw() -> None:
         trigger = arm.imagebuilder(sub).triggers.list_by_image_template
         pagers = [r.op(*r.args, **r.kwargs) for r in reads] + [trigger("rg", "tpl")]  # building a pager sends nothing
         assert all(callable(raw_pager(p)) for p in pagers)
+
+
+# --------------------------------------------------------------------------------------------- the early audit
+
+
+def test_early_sees_everything_but_the_triggers_and_the_triggers_come_after(emulator: StartEmulator) -> None:
+    """collect(early=...) hands the audit a snapshot with every list and every followed reference in (gallery
+    images, the other subscription's identity), with Graph's names, and no trigger yet; the trigger reads go on
+    meanwhile and land in the same snapshot afterwards."""
+    estate = full_estate()
+    emu = emulator(estate)
+    seen: list[dict[str, int]] = []
+
+    def early(partial: Snapshot) -> None:
+        seen.append({kind: len(docs) for kind, docs in partial.resources.items() if docs})
+
+    snap = run_collect(emu, early=early, max_workers=2)
+    assert len(seen) == 1
+    assert "triggers" not in seen[0]
+    complete = {kind: len(docs) for kind, docs in snap.resources.items() if docs}
+    assert {k: v for k, v in complete.items() if k != "triggers"} == seen[0]
+    assert complete["triggers"] == len(estate["resources"]["triggers"]) > 0
+    trigger_reads = [r for r in emu.requests if r.path.lower().endswith("/triggers")]
+    assert len(trigger_reads) == len(estate["resources"]["imageTemplates"])
+    assert snap.errors == []
+
+
+REPLICA = [("westeurope", 1, "Standard_ZRS")]
+
+
+def test_references_are_read_ahead_of_queued_trigger_reads(emulator: StartEmulator) -> None:
+    """With one worker, the followed references (here the target galleries' image lists) go to the head of the
+    queue: none waits behind the trigger reads queued while the template list paged."""
+    estate = b.snapshot(
+        [SUB],
+        {
+            "imageTemplates": [
+                b.template(SUB, "rg", f"t{i}", distribute=[b.gallery_target(SUB, "rg-g", "gal", f"img{i}", REPLICA)])
+                for i in range(12)
+            ],
+            "galleries": [b.gallery(SUB, "rg-g", "gal")],
+        },
+    )
+    emu = emulator(estate, page_size=5)
+    run_collect(emu, max_workers=1, early=lambda _snap: None)
+    paths = [r.path.lower() for r in emu.requests]
+    images = paths.index(f"/subscriptions/{SUB}/resourcegroups/rg-g/providers/microsoft.compute/galleries/gal/images")
+    triggers = [i for i, p in enumerate(paths) if p.endswith("/triggers")]
+    assert len(triggers) == 12 and images < max(triggers)
+    assert sum(i > images for i in triggers) >= 5  # triggers queued before the references were read after them

@@ -388,6 +388,21 @@ def test_a_broken_trigger_body_errors_that_template_only(harness: Harness, clean
     assert run.status("ubuntu2404-prod-weu", "AIB-LOCK-001") == "PASS"
 
 
+def test_a_live_audit_gives_the_rows_of_an_audit_of_its_snapshot(harness: Harness, tmp_path: Path) -> None:
+    """A live run checks while it reads the trigger lists (the checks that need none run first; a failed trigger
+    read arrives after them); an audit of the saved snapshot runs every check in one pass. Same rows, same exit."""
+    saved = tmp_path / "collected.json"
+    broken = template_id_of("ubuntu2404-prod-weu") + "/triggers"
+    live = harness.run(Faults(broken_paths=(f"truncated:{broken}",)), extra=("--snapshot-out", str(saved)))
+    assert live.code == 3 and live.rows_for("ubuntu2404-prod-weu", "AIB-TRIG-001")[0]["status"] == "ERROR"
+    report = tmp_path / "from-snapshot.csv"
+    args = [str(AIB_AUDIT), "--snapshot", str(saved), "--format", "csv", "--output", str(report)]
+    proc = subprocess.run(args, env=harness.env(""), capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (3, "")
+    offline = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"), newline="")))
+    assert sorted(tuple(v for k, v in r.items() if k != "audited_at") for r in offline) == live.outcome()
+
+
 def test_an_unknown_subscription_is_a_one_line_exit_2(harness: Harness) -> None:
     missing = b.guid("subscription:nobody")
     run = harness.run(subscriptions=(missing,))
