@@ -133,8 +133,20 @@ def write_csv(result: AuditResult, run: RunInfo, out: TextIO) -> None:
     records = Records({cid: chk.meta for cid, chk in catalog().items()}, iso(run.finished_at))
     out.write(csv_line(COLUMNS))
     # With --baseline, findings fixed by going away get a row too (change "fixed"), after this run's rows.
-    for f in all_findings(result) + fixed_gone(result):
-        out.write(records.line(f))
+    rows = all_findings(result) + fixed_gone(result)
+    for start in range(0, len(rows), WRITE_BATCH):  # one write per batch: a write per row cost 0.8 s in 200,000
+        out.write("".join(map(records.line, rows[start : start + WRITE_BATCH])))
+
+
+WRITE_BATCH = 500  # rows per write (about 600 KiB with the remediation text)
+
+
+class _QuotedCells(dict[str, str]):
+    """value -> its CSV cell (formula-escaped, quoted), worked out on first use."""
+
+    def __missing__(self, value: str) -> str:
+        quoted = self[value] = _quoted(escape_cell(value))
+        return quoted
 
 
 class Records:
@@ -148,13 +160,7 @@ class Records:
         self.audited_at = audited_at
         self._resources: dict[str, str] = {}  # resource ID -> its five quoted cells, joined
         self._checks: dict[str, tuple[str, str]] = {}  # check ID -> the quoted cells before and after the finding's
-        self._cells: dict[str, str] = {}  # a low-cardinality value -> its quoted cell
-
-    def _cell(self, value: str) -> str:
-        quoted = self._cells.get(value)
-        if quoted is None:
-            quoted = self._cells[value] = _quoted(escape_cell(value))
-        return quoted
+        self._cells = _QuotedCells()  # a low-cardinality value -> its quoted cell
 
     def line(self, f: Finding) -> str:
         rid, cid = f.resource_id, f.check_id
@@ -166,12 +172,12 @@ class Records:
         if about is None:
             cells = finding_cells(Finding(Status.PASS, "", check_id=cid), self.metas.get(cid), self.audited_at)
             about = self._checks[cid] = (",".join(map(_quoted, cells[5:9])), ",".join(map(_quoted, cells[15:18])))
-        c = self._cell
+        c = self._cells
         return (
-            f"{where},{about[0]},{c(str(f.status))},{_quoted(escape_cell(f.detail))},{c(f.principal_id)},"
-            f"{c(f.principal_type)},{c(f.role_name)},{c(f.role_scope)},{about[1]},{_quoted(escape_cell(f.finding_id))},"
-            f"{c(f.change)},{c(f.principal_name)},{c(f.principal_upn)},{c(f.exception_reason)},{c(f.exception_owner)},"
-            f"{c(f.exception_expires)}\r\n"
+            f"{where},{about[0]},{c[f.status]},{_quoted(escape_cell(f.detail))},{c[f.principal_id]},"
+            f"{c[f.principal_type]},{c[f.role_name]},{c[f.role_scope]},{about[1]},{_quoted(escape_cell(f.finding_id))},"
+            f"{c[f.change]},{c[f.principal_name]},{c[f.principal_upn]},{c[f.exception_reason]},{c[f.exception_owner]},"
+            f"{c[f.exception_expires]}\r\n"
         )
 
 
