@@ -459,9 +459,9 @@ def collect_directory(
     say: Callable[[str], None],
     max_workers: int = GRAPH_WORKERS,
 ) -> None:
-    """The collector's Graph step, after the ARM reads: names for every principal that holds a role (active or
-    eligible) and, with expand_groups, group members, into `snap` (GRAPH_KINDS and meta.graph). Never raises for
-    a Graph failure: it becomes a note."""
+    """The collector's Graph step, after the ARM reads (with an early audit, while the trigger lists are read):
+    names for every principal that holds a role (active or eligible) and, with expand_groups, group members, into
+    `snap` (GRAPH_KINDS and meta.graph). Never raises for a Graph failure: it becomes a note."""
     notes: list[str] = [settings.note] if settings.note else []
     if settings.endpoint is None:
         snap.meta.setdefault("notes", []).extend(notes)
