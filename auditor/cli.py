@@ -437,7 +437,11 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> NoReturn:
     # Raised in the main thread wherever it is (waiting for reads, rendering): the run unwinds as on Ctrl-C.
     signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(run(sys.argv[1:]))
+    code = run(sys.argv[1:])
+    from auditor.heap import leave_to_exit
+
+    leave_to_exit()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,11 @@ def young_collections_only() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*saved)
+
+
+def leave_to_exit() -> None:
+    """The process ends next: put every object in the permanent generation, so that the collection CPython runs
+    while shutting down neither traverses the run's heap nor frees it object by object; the OS takes the memory
+    back at once. The run's inventory holds reference cycles that only a full collection frees (after a run
+    audit of 3,000 templates that exit took 1.2 s)."""
+    gc.freeze()
