@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from auditor.documents import Template
@@ -104,7 +105,7 @@ def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set
 class StagedAudit:
     """Runs the checks over an inventory, possibly in two passes.
 
-    `early(inv)` runs, over an inventory whose trigger reads are still going (auditor.inventory.pending), every
+    `early(inv, stop)` runs, over an inventory whose trigger reads are still going (auditor.inventory.pending), every
     check that does not ask for them: the collector calls it while ARM's bucket paces one trigger read per
     template, so the audit's time is not added after the last read. `finish(inv)` runs what is left over the
     complete inventory and assembles the result. Checks are pure functions of the inventory, so the rows are the
@@ -119,14 +120,18 @@ class StagedAudit:
         self._shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
         self._details: dict[str, str] = {}  # one copy of each detail text: rows about a subscription-wide grant repeat it
 
-    def early(self, inv: Inventory) -> None:
+    def early(self, inv: Inventory, stop: Callable[[], bool] = lambda: False) -> None:
+        """The first pass, template by template until `stop()` says the reads it fills the wait of are over (what
+        is left runs in `finish`): the collection is never held up by its own audit."""
         self.inventory = inv
-        self._run(inv)
+        self._run(inv, stop)
 
-    def _run(self, inv: Inventory) -> None:
+    def _run(self, inv: Inventory, stop: Callable[[], bool] = lambda: False) -> None:
         if not self._rows:
             self._rows = [[None] * len(self.checks) for _ in inv.templates]
         for t, slots in zip(inv.templates, self._rows, strict=True):
+            if stop():
+                return
             for i, chk in enumerate(self.checks):
                 if slots[i] is not None:
                     continue

@@ -32,7 +32,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,7 +81,7 @@ def collect(
     retry_options: dict[str, Any] | None = None,
     limits: Limits | None = None,
     graph: GraphSettings | None = None,
-    early: Callable[[Snapshot], None] | None = None,
+    early: Callable[[Snapshot, Callable[[], bool]], None] | None = None,
 ) -> Snapshot:
     """Read every subscription in scope into a Snapshot (raw ARM documents plus the reads that failed).
 
@@ -92,10 +92,11 @@ def collect(
     subscriptions that could not be read. With `graph` (graph.settings), the principals' names (and, with
     expand_groups, group members) are then read from Microsoft Graph; its failures are notes in `snapshot.meta`,
     never read errors (Graph is enrichment). `retry_options` are passed to the SDK's RetryPolicy (e.g.
-    `retry_backoff_factor`); by default its own defaults apply, within the limits. `early(snapshot)` is called
-    (in this thread) once everything but the templates' trigger lists is in `snapshot`, while those are read: the
-    audit runs the checks that need no trigger then (auditor.audit.StagedAudit). It must not keep the snapshot's
-    lists: the trigger reads' outcomes are added to it afterwards.
+    `retry_backoff_factor`); by default its own defaults apply, within the limits. `early(snapshot, over)` is
+    called (in this thread) once everything but the templates' trigger lists is in `snapshot`, while those are
+    read: the audit runs the checks that need no trigger then (auditor.audit.StagedAudit), until `over()` (the
+    trigger reads are done, or the run is out of time). It must not keep the snapshot's lists: the trigger reads'
+    outcomes are added to it afterwards.
     """
     spec = subscriptions if isinstance(subscriptions, ScopeSpec) else ScopeSpec(tuple(ids.subscription_ids(subscriptions)))
     if not spec.subscriptions and not spec.discovers:
@@ -126,10 +127,10 @@ def collect(
                             snap, graph, credential, connection_verify, retry_options, limits, run_deadline, say, max_workers
                         )
 
-                def meanwhile() -> None:  # while ARM's bucket paces the trigger reads (Graph has its own quota)
+                def meanwhile(over: Callable[[], bool]) -> None:  # while ARM paces the trigger reads
                     if early is not None:
-                        directory()  # the early audit names principals
-                        early(snap)
+                        directory()  # the early audit names principals (Graph has its own quota)
+                        early(snap, over)
 
                 collector.follow_references(meanwhile)
                 if early is None:  # after the ARM reads, one at a time: a recording keeps its order
@@ -276,46 +277,46 @@ class _Collector:
             if sub not in failed:
                 self.snap.subscription_ancestors[sub] = list(scopes.values())
 
-    def _subscription_reads(self, sub: str) -> list[_Read]:
+    def _subscription_reads(self, sub: str) -> Iterator[_Read]:
+        """The subscription's lists, each yielded as soon as its client exists (the caller queues it at once)."""
         scope = f"/subscriptions/{sub}"
         ib = self.arm.imagebuilder(sub)
-        auth = self.arm.authorization(sub)
-        res = self.arm.resources(sub)
+        yield _Read(
+            "imageTemplates",
+            scope,
+            ib.virtual_machine_image_templates.list,
+            label="image templates",
+            on_page=self._early_triggers,
+        )
         locks = self.arm.locks(sub)
-        compute = self.arm.compute(sub)
+        yield _Read("locks", scope, locks.management_locks.list_at_subscription_level, label="locks")
+        res = self.arm.resources(sub)
+        yield _Read("resourceGroups", scope, res.resource_groups.list, label="resource groups")
+        auth = self.arm.authorization(sub)
+        yield _Read("roleAssignments", scope, auth.role_assignments.list_for_subscription, label="role assignments")
+        # atScope() at the subscription: assignments at or above it (management groups, root).
+        yield _Read(
+            "roleAssignments",
+            scope,
+            auth.role_assignments.list_for_scope,
+            (scope,),
+            {"filter": "atScope()"},
+            label="inherited role assignments",
+        )
+        yield _Read("denyAssignments", scope, auth.deny_assignments.list, label="deny assignments")
+        yield _Read(
+            "roleEligibilityScheduleInstances",
+            scope,
+            auth.role_eligibility_schedule_instances.list_for_scope,
+            (scope,),
+            label="PIM eligibilities",
+        )
+        custom = {"filter": CUSTOM_ROLES}
+        yield _Read("roleDefinitions", scope, auth.role_definitions.list, (scope,), custom, label="custom roles")
         msi = self.arm.msi(sub)
-        return [
-            _Read(
-                "imageTemplates",
-                scope,
-                ib.virtual_machine_image_templates.list,
-                label="image templates",
-                on_page=self._early_triggers,
-            ),
-            _Read("locks", scope, locks.management_locks.list_at_subscription_level, label="locks"),
-            _Read("resourceGroups", scope, res.resource_groups.list, label="resource groups"),
-            _Read("roleAssignments", scope, auth.role_assignments.list_for_subscription, label="role assignments"),
-            # atScope() at the subscription: assignments at or above it (management groups, root).
-            _Read(
-                "roleAssignments",
-                scope,
-                auth.role_assignments.list_for_scope,
-                (scope,),
-                {"filter": "atScope()"},
-                label="inherited role assignments",
-            ),
-            _Read("denyAssignments", scope, auth.deny_assignments.list, label="deny assignments"),
-            _Read(
-                "roleEligibilityScheduleInstances",
-                scope,
-                auth.role_eligibility_schedule_instances.list_for_scope,
-                (scope,),
-                label="PIM eligibilities",
-            ),
-            _Read("roleDefinitions", scope, auth.role_definitions.list, (scope,), {"filter": CUSTOM_ROLES}, label="custom roles"),
-            _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities"),
-            _Read("galleries", scope, compute.galleries.list, label="galleries"),
-        ]
+        yield _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities")
+        compute = self.arm.compute(sub)
+        yield _Read("galleries", scope, compute.galleries.list, label="galleries")
 
     # ----------------------------------------------------------------------------------------- phase 2
 
@@ -333,9 +334,10 @@ class _Collector:
                 self.early.setdefault(ids.norm(read.scope), deque()).append((read, task))
                 self.parsed[id(doc)] = (doc, template)
 
-    def follow_references(self, meanwhile: Callable[[], None] | None = None) -> None:
-        """Phase 2: each template's triggers, and what the templates name that the lists did not hold. `meanwhile`
-        runs (in this thread) once all but the trigger reads are in."""
+    def follow_references(self, meanwhile: Callable[[Callable[[], bool]], None] | None = None) -> None:
+        """Phase 2: each template's triggers, and what the templates name that the lists did not hold.
+        `meanwhile(over)` runs (in this thread) once all but the trigger reads are in; `over()` says when they are
+        done too, or the run is out of time: then it should return, and leave what is left for later."""
         # The inventory's own parser reads the references (pure JSON -> dataclasses): one reading of a template.
         with self._early_lock:
             early, self.early = self.early, {}
@@ -360,10 +362,23 @@ class _Collector:
         # `meanwhile` can work while ARM's bucket paces the trigger tail (one read per template).
         self._run_all(others, tasks=self.runner.submit_first(others))
         if meanwhile is not None:
-            meanwhile()
+            meanwhile(self._all_done(tasks))
         if trigger_reads:
             self.say(f"listing triggers of {len(trigger_reads)} image templates")
         self._run_all(trigger_reads, counted=len(trigger_reads), label="triggers", tasks=tasks)
+
+    def _all_done(self, tasks: list[Task[_Outcome]]) -> Callable[[], bool]:
+        """A cheap test (asked once per template audited early) of whether every task finished or time ran out."""
+        left = [len(tasks)]
+        lock = threading.Lock()
+
+        def one_done(_future: object) -> None:
+            with lock:
+                left[0] -= 1
+
+        for task in tasks:
+            task.future.add_done_callback(one_done)  # runs at once for a task already done
+        return lambda: left[0] <= 0 or self.runner.expired()
 
     def _trigger_read(self, template: Template) -> _Read:
         tid = template.id

@@ -160,7 +160,7 @@ def _audit(opts: AuditOptions) -> int:
     )
     audit = StagedAudit(checks, policy)
     # A collection runs the checks that need no trigger while ARM paces the trigger reads (one per template).
-    snap = acquire(opts, early=lambda partial: audit.early(build_early_inventory(partial, expand_groups=opts.expand_groups)))
+    snap = acquire(opts, early=lambda part, over: audit.early(build_early_inventory(part, opts.expand_groups), over))
     if audit.inventory is not None:
         inventory = audit.inventory
         complete_inventory(inventory, snap)

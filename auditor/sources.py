@@ -68,7 +68,8 @@ def say_graph_notes(snap: Snapshot) -> None:
         sys.stderr.write(f"aib-audit: warning: {one_line(line)}\n")
 
 
-Early = Callable[[Snapshot], None]  # collect's `early`: the audit's first pass, while the trigger lists are read
+# collect's `early(snapshot, over)`: the audit's first pass while the trigger lists are read, until over()
+Early = Callable[[Snapshot, Callable[[], bool]], None]
 
 
 def collect_live(opts: AuditOptions, early: Early | None = None) -> Snapshot:

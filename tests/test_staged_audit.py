@@ -148,3 +148,24 @@ def test_pending_kinds_refuse_to_answer_and_the_runner_refuses_to_finish_early()
         audit.finish(inv)
     with pytest.raises(ValueError, match="before any trigger"):
         build_early_inventory(Snapshot.from_dict(estate))  # the generated estate has triggers
+
+
+def test_the_early_pass_stops_when_told_and_the_second_pass_does_the_rest() -> None:
+    """The collector says when the trigger reads are over: the early pass stops at the next template (the snapshot
+    is then saved without waiting for the audit), and finish runs what it left, rows unchanged."""
+    estate = with_trigger_errors(generate(20, seed=9))
+    checks = select_checks()
+    asked = 0
+
+    def over() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 7
+
+    audit = StagedAudit(checks)
+    inv = build_early_inventory(before_triggers(estate))
+    audit.early(inv, over)
+    run_early = sum(out is not None for slots in audit._rows for out in slots)
+    assert run_early == 7 * (len(checks) - 1)  # seven templates, all checks but the trigger check
+    complete_inventory(inv, Snapshot.from_dict(estate))
+    assert report(audit.finish(inv)) == report(run_audit(build_inventory(Snapshot.from_dict(estate)), checks))
