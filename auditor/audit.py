@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -116,7 +117,7 @@ class StagedAudit:
         self.checks = checks
         self.policy = policy or Policy()
         self.inventory: Inventory | None = None
-        self._rows: list[list[list[Finding] | None]] = []  # [template][check] -> rows; None: not run yet
+        self._done: list[_Progress] = []  # per template: its checks' statuses so far, and their rows in order
         self._shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
         self._details: dict[str, str] = {}  # one copy of each detail text: rows about a subscription-wide grant repeat it
 
@@ -127,19 +128,22 @@ class StagedAudit:
         self._run(inv, stop)
 
     def _run(self, inv: Inventory, stop: Callable[[], bool] = lambda: False) -> None:
-        if not self._rows:
-            self._rows = [[None] * len(self.checks) for _ in inv.templates]
-        for t, slots in zip(inv.templates, self._rows, strict=True):
+        if not self._done:
+            self._done = [_Progress([None] * len(self.checks), []) for _ in inv.templates]
+        for t, progress in zip(inv.templates, self._done, strict=True):
             if stop():
                 return
+            new: list[Finding] = []
             for i, chk in enumerate(self.checks):
-                if slots[i] is not None:
+                if progress.statuses[i] is not None:
                     continue
                 out = _run_one(chk, t, inv, self.policy, self._shown)
                 if out is not None:
                     for f in out:
                         f.detail = self._details.setdefault(f.detail, f.detail)
-                    slots[i] = out
+                    progress.statuses[i] = check_status(out)
+                    new.extend(out)
+            progress.add(new)
 
     def finish(self, inv: Inventory) -> AuditResult:
         if self.inventory is not None and inv is not self.inventory:
@@ -147,27 +151,29 @@ class StagedAudit:
         if inv.pending:
             raise ValueError(f"the inventory is still waiting for {', '.join(sorted(inv.pending))}")
         self._run(inv)
-        groups: dict[str, list[Finding]] = {}  # template_id.lower() (Finding.sort_key's first part) -> its rows
+        groups: dict[str, list[list[Finding]]] = {}  # template_id.lower() (Finding.sort_key's first part) -> rows
         results: list[TemplateResult] = []
-        for t, slots in zip(inv.templates, self._rows, strict=True):
+        for t, progress in zip(inv.templates, self._done, strict=True):
             per_check: dict[str, Status] = {}
             buckets: dict[str, list[tuple[Severity, Status]]] = defaultdict(list)
-            rows = groups.setdefault(t.id.lower(), [])
-            for chk, out in zip(self.checks, slots, strict=True):
-                assert out is not None  # _run over a complete inventory ran every check
-                rows.extend(out)
-                status = check_status(out)
+            for chk, status in zip(self.checks, progress.statuses, strict=True):
+                assert status is not None  # _run over a complete inventory ran every check
                 per_check[chk.meta.id] = status
                 buckets[chk.meta.score].append((chk.meta.severity, status))
             results.append(TemplateResult(t, per_check, score(buckets["resilience"]), score(buckets["least_privilege"])))
-        self._rows = []
-        # Finding.sort_key order, sorted a template at a time: one sort over every row would hold a key tuple (and
-        # lower-cased copies of its IDs) for each of hundreds of thousands of rows at once.
+            groups.setdefault(t.id.lower(), []).append(progress.ordered)
+        self._done = []
+        # Finding.sort_key order, each template's rows sorted on their own: one sort over every row would hold a key
+        # tuple (and lower-cased copies of its IDs) for each of hundreds of thousands of rows at once.
         findings: list[Finding] = []
         for key in sorted(groups):
-            rows = groups.pop(key)
-            rows.sort(key=Finding.sort_key)
-            findings.extend(rows)
+            parts = groups.pop(key)
+            if len(parts) == 1:
+                findings.extend(parts[0])
+            else:  # templates whose IDs differ only in case: one group, as Finding.sort_key orders them
+                rows = [f for part in parts for f in part]
+                rows.sort(key=Finding.sort_key)
+                findings.extend(rows)
         return AuditResult(
             checks=self.checks,
             templates=results,
@@ -175,6 +181,29 @@ class StagedAudit:
             inventory=inv,
             extra_errors=unattributed_errors(inv, self._shown),
         )
+
+
+@dataclass
+class _Progress:
+    """One template's audit so far: each check's status (None: not run yet), and the rows in Finding.sort_key
+    order. The rows of checks run late (the trigger check) are put in place, not re-sorted with the others: after
+    the last read only they are left to order."""
+
+    statuses: list[Status | None]
+    ordered: list[Finding]
+
+    def add(self, rows: list[Finding]) -> None:
+        if not rows:
+            return
+        if self.ordered and len(rows) <= LATE_INSERTS:
+            for f in rows:  # after any equal key: the order a stable sort of all rows gives (one check's rows)
+                bisect.insort_right(self.ordered, f, key=Finding.sort_key)
+            return
+        self.ordered.extend(rows)
+        self.ordered.sort(key=Finding.sort_key)
+
+
+LATE_INSERTS = 16  # more new rows than this are sorted in with the others
 
 
 def run_audit(inv: Inventory, checks: list[Check], policy: Policy | None = None) -> AuditResult:

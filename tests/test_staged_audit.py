@@ -57,7 +57,7 @@ def staged(estate: dict[str, Any], checks: list[Check], policy: Policy | None = 
     audit = StagedAudit(checks, policy)
     inv = build_early_inventory(before_triggers(estate))
     audit.early(inv)
-    left = sum(out is None for slots in audit._rows for out in slots)
+    left = sum(status is None for progress in audit._done for status in progress.statuses)
     complete_inventory(inv, Snapshot.from_dict(estate))
     return audit.finish(inv), left
 
@@ -165,7 +165,7 @@ def test_the_early_pass_stops_when_told_and_the_second_pass_does_the_rest() -> N
     audit = StagedAudit(checks)
     inv = build_early_inventory(before_triggers(estate))
     audit.early(inv, over)
-    run_early = sum(out is not None for slots in audit._rows for out in slots)
+    run_early = sum(status is not None for progress in audit._done for status in progress.statuses)
     assert run_early == 7 * (len(checks) - 1)  # seven templates, all checks but the trigger check
     complete_inventory(inv, Snapshot.from_dict(estate))
     assert report(audit.finish(inv)) == report(run_audit(build_inventory(Snapshot.from_dict(estate)), checks))
