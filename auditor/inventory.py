@@ -66,6 +66,8 @@ class Inventory:
     identities: dict[str, Identity]  # norm(id) -> identity
     galleries: dict[str, Gallery]  # norm(id) -> gallery
     gallery_images: dict[str, GalleryImage]  # norm(id) -> image definition
+    # Failed reads. During an early audit only those of the reads done so far: checks ask through read_errors(),
+    # which refuses (Pending) a kind still being read, and scan `errors` themselves only for kinds that are final.
     errors: list[ReadError]
     meta: dict[str, Any] = field(default_factory=dict)
     # lower-case subscription ID -> normalized management-group / root scopes above it (snapshot.py, ids.py)
