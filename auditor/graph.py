@@ -44,11 +44,11 @@ from auditor.pipeline import (
     bare_https_url,
     pinned_policies,
     read_budget,
-    transport_options,
 )
 from auditor.rbac_documents import parse_role_assignment
 from auditor.reads import GRACE_S
 from auditor.snapshot import Snapshot
+from auditor.transport import PooledTransport
 from auditor.workers import DaemonPool
 
 # ARM host -> the same cloud's Graph endpoint. The emulator (loopback) serves Graph itself under /v1.0.
@@ -169,8 +169,10 @@ class GraphClient:
         auth = core_policies.BearerTokenCredentialPolicy(credential, graph_scope(self.endpoint))
         swap = {ReadOnlyGuard: GraphGuard(self.endpoint), BoundedRetryPolicy: GraphRetryPolicy(limits, **(retry_options or {}))}
         self.policies = [swap.get(type(p), p) for p in pinned_policies(self.endpoint, auth, limits, self.counter, retry_options)]
+        # The transport ARM's clients use (auditor.transport): proxies and CA bundle from the environment, never
+        # ~/.netrc (requests would put a password from it in place of the bearer token).
         self._client: PipelineClient[Any, Any] = PipelineClient(
-            self.endpoint, policies=self.policies, connection_verify=connection_verify, **transport_options(limits)
+            self.endpoint, policies=self.policies, transport=PooledTransport(connection_verify, limits)
         )
 
     def _json(self, request: HttpRequest) -> dict[str, Any]:

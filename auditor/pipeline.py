@@ -422,8 +422,3 @@ def pinned_policies(
         core_policies.SensitiveHeaderCleanupPolicy(),
         ARMHttpLoggingPolicy(),
     ]
-
-
-def transport_options(limits: Limits) -> dict[str, Any]:
-    """Client options for the transport's own connect and socket timeouts (the SDK's defaults are 300 s each)."""
-    return {"connection_timeout": limits.connect_timeout_s, "read_timeout": limits.socket_timeout_s}

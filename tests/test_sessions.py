@@ -19,6 +19,7 @@ from azure.core.rest import HttpRequest as RestRequest
 
 from auditor.azure import StaticTokenCredential
 from auditor.collect import collect
+from auditor.graph import GraphSettings
 from auditor.limits import Limits
 from auditor.transport import PooledTransport
 from tests.conftest import StartEmulator
@@ -136,8 +137,11 @@ def test_a_netrc_entry_never_replaces_the_bearer_token(
     monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("HOME", str(tmp_path))
     emu = emulator(fleet_estate(3))
-    snap = collect([SUB], StaticTokenCredential(), arm_endpoint=emu.endpoint, connection_verify=emu.ca_bundle)
+    graph = GraphSettings(emu.endpoint)  # Microsoft Graph too (the emulator serves it on the same host)
+    snap = collect([SUB], StaticTokenCredential(), arm_endpoint=emu.endpoint, connection_verify=emu.ca_bundle, graph=graph)
     assert snap.errors == [] and len(snap.resources["imageTemplates"]) == 3
+    assert snap.meta["graph"]["calls"] >= 1 and snap.meta["graph"]["notes"] == []
+    assert {r.status for r in emu.requests} == {200}
 
 
 def test_every_client_runs_the_one_pinned_pipeline() -> None:
