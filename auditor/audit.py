@@ -127,6 +127,14 @@ class StagedAudit:
         self.inventory = inv
         self._run(inv, stop)
 
+    def restart(self, inv: Inventory) -> None:
+        """Forget what the early pass did (it failed half-way): `finish(inv)` then runs every check."""
+        self.inventory = inv
+        self._done = []
+        self._shown = set()
+        self._details = {}
+        inv.consulted = set()
+
     def _run(self, inv: Inventory, stop: Callable[[], bool] = lambda: False) -> None:
         if not self._done:
             self._done = [_Progress([None] * len(self.checks), []) for _ in inv.templates]

@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -141,6 +141,7 @@ def _audit(opts: AuditOptions) -> int:
     from auditor.audit import StagedAudit, select_checks
     from auditor.inventory import build_early_inventory, build_inventory, complete_inventory
     from auditor.policy import Policy, load_policy
+    from auditor.snapshot import Snapshot
 
     started = datetime.now(UTC)
     validate(opts)
@@ -159,8 +160,23 @@ def _audit(opts: AuditOptions) -> int:
         known_checks=list(catalog()),
     )
     audit = StagedAudit(checks, policy)
-    # A collection runs the checks that need no trigger while ARM paces the trigger reads (one per template).
-    snap = acquire(opts, early=lambda part, over: audit.early(build_early_inventory(part, opts.expand_groups), over))
+
+    def early(part: Snapshot, over: Callable[[], bool]) -> None:
+        """A collection runs the checks that need no trigger while ARM paces the trigger reads (one per template).
+        A bug here must not cost the collection, nor its --snapshot-out: the single pass after it meets it again."""
+        try:
+            inventory = build_early_inventory(part, opts.expand_groups)
+        except Exception:
+            return  # no early inventory: build_inventory after the collection
+        if opts.snapshot_out is None:  # parsed, and nobody will save them: the findings need the room
+            for kind in [k for k in part.resources if k != "triggers"]:
+                part.resources[kind] = []
+        try:
+            audit.early(inventory, over)
+        except Exception:
+            audit.restart(inventory)  # the early results are dropped: finish runs every check
+
+    snap = acquire(opts, early=early)
     if audit.inventory is not None:
         inventory = audit.inventory
         complete_inventory(inventory, snap)
