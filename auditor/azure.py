@@ -232,8 +232,7 @@ class ArmClients:
         return self._get("locks", subscription, lambda o: ManagementLockClient(self.credential, subscription, **o))
 
     def compute(self, subscription: str) -> ComputeManagementClient:
-        # The largest SDK by far (0.15 s to import): imported when the first gallery read is built, after the first
-        # subscription's other reads are on their way.
+        # The largest SDK by far (0.15 s to import): only a collection needs it (not --snapshot, checks, catalog).
         from azure.mgmt.compute import ComputeManagementClient
 
         return self._get("compute", subscription, lambda o: ComputeManagementClient(self.credential, subscription, **o))

@@ -95,8 +95,8 @@ def collect(
     `retry_backoff_factor`); by default its own defaults apply, within the limits. `early(snapshot, over)` is
     called (in this thread) once everything but the templates' trigger lists is in `snapshot`, while those are
     read: the audit runs the checks that need no trigger then (auditor.audit.StagedAudit), until `over()` (the
-    trigger reads are done, or the run is out of time). It must not keep the snapshot's lists: the trigger reads'
-    outcomes are added to it afterwards.
+    trigger reads are done, or the run is out of time). It must not keep the snapshot's lists (the trigger reads'
+    outcomes are added to it afterwards); it may empty those of other kinds once it has parsed them.
     """
     spec = subscriptions if isinstance(subscriptions, ScopeSpec) else ScopeSpec(tuple(ids.subscription_ids(subscriptions)))
     if not spec.subscriptions and not spec.discovers:
@@ -148,7 +148,7 @@ def collect(
                 snap.meta["scope"] = scope.to_meta()
     finally:
         pool.shutdown()  # never waits for a worker still on a socket
-    say(f"collected {sum(len(v) for v in snap.resources.values())} documents in {snap.meta['arm_calls']} ARM calls")
+    say(f"collected in {snap.meta['arm_calls']} ARM calls")
     return snap
 
 
@@ -240,11 +240,13 @@ class _Collector:
         builtin = _Read(
             "roleDefinitions", "/", auth.role_definitions.list, ("/",), {"filter": BUILTIN_ROLES}, label="built-in roles"
         )
-        # Each subscription's reads are queued as soon as they are built: building them all first (six SDK clients
-        # per subscription) kept 300 subscriptions' workers idle for seconds.
+        # Each subscription's reads are queued as soon as they are built: building every subscription's first (six
+        # SDK clients each) kept 300 subscriptions' workers idle for seconds. A subscription's lists are queued
+        # together, before any can run: the template list's pages then queue trigger reads behind them, not among
+        # them (phase 2 and the early audit wait for these lists, and a recording keeps one order).
         reads: list[_Read] = []
         tasks: list[Task[_Outcome]] = []
-        for batch in itertools.chain([[builtin]], (self._subscription_reads(sub) for sub in subs)):
+        for batch in itertools.chain([[builtin]], (list(self._subscription_reads(sub)) for sub in subs)):
             for r in batch:
                 self.say(f"listing {r.label} in {ids.subscription_of(r.scope)}")
                 reads.append(r)
@@ -278,7 +280,7 @@ class _Collector:
                 self.snap.subscription_ancestors[sub] = list(scopes.values())
 
     def _subscription_reads(self, sub: str) -> Iterator[_Read]:
-        """The subscription's lists, each yielded as soon as its client exists (the caller queues it at once)."""
+        """The subscription's lists (the compute client, the slowest to import, last)."""
         scope = f"/subscriptions/{sub}"
         ib = self.arm.imagebuilder(sub)
         yield _Read(
