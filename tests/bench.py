@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     tenant_rows = [measure_tenant(subs, holders, per)]
     print(f"  {asdict(tenant_rows[0])}", flush=True)
     print("auditing 10,000 templates x 100,000 role assignments from a snapshot (peak RSS, CSV output) ...", flush=True)
-    memory_rows = [measure_memory()]
+    memory_rows = [measure_memory(), measure_memory(live=True)]
     print(f"  {asdict(memory_rows[0])}", flush=True)
     from tests import bench_reports
 
