@@ -81,6 +81,7 @@ class Directory:
     _trees: dict[str, tuple[dict[str, str | None], dict[str, str]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _evidence: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.reindex()
@@ -91,9 +92,18 @@ class Directory:
         self._known.update(self.objects)
         self._direct_cache.clear()
         self._trees.clear()
+        self._evidence.clear()
 
     def principal(self, pid: str) -> Principal | None:
         return self.objects.get(pid.lower())
+
+    def evidence_of(self, p: Principal) -> dict[str, str]:
+        """`p.evidence()`, one dict per principal shared by all its rows (reports only read it): a dict per row
+        was about 80 MiB of a live 10,000-template audit (668,000 rows)."""
+        found = self._evidence.get(p.id)
+        if found is None:
+            found = self._evidence[p.id] = p.evidence()
+        return found
 
     def is_deleted(self, pid: str) -> bool:
         key = pid.lower()

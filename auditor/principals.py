@@ -78,7 +78,7 @@ def _name(f: Finding, directory: Directory) -> None:
     if p is not None:
         f.principal_name = f.principal_name or p.name
         f.principal_upn = f.principal_upn or p.upn
-        f.evidence.setdefault("principal", p.evidence())
+        f.evidence.setdefault("principal", directory.evidence_of(p))
         if p.name and p.name not in f.detail:  # "User <id> can ..." -> "User Alice Andersen <alice@...> (<id>) can ..."
             label = p.name + (f" <{p.upn}>" if p.upn else "")
             f.detail = f.detail.replace(f.principal_id, f"{label} ({f.principal_id})", 1)
