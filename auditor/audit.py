@@ -79,28 +79,24 @@ def select_checks(only: list[str] | None = None, skip: list[str] | None = None) 
 
 def _run_one(chk: Check, t: Template, inv: Inventory, policy: Policy, shown: set[int]) -> list[Finding] | None:
     """The check's rows for `t`, or None when it asked for a kind still being read (Inventory.pending)."""
-    saved, inv.consulted = inv.consulted, set()  # the failed reads this evaluation asks about, and only those
+    inv.consulted = set()  # the failed reads this evaluation asks about (read_errors and the RBAC engine add them)
     try:
-        try:
-            out = chk.fn(t, inv, policy)
-        except Pending:
-            return None
-        except Exception as exc:  # a bug in one check must not hide the others, nor pass silently
-            why = f"{type(exc).__name__}: {exc}"
-            out = [error(f"internal error in aib-audit while evaluating the check (please report it): {why}")]
-        if not out:
-            out = [error("the check returned no result")]
-        for f in out:
-            f.check_id = chk.meta.id
-            f.template_id = t.id
-            f.resource_id = f.resource_id or t.id
-        out = enrich(out, inv, policy, chk.meta.id)  # names from Microsoft Graph; --expand-groups' member rows
-        if any(f.status == Status.ERROR for f in out):  # the failed reads it asked about are on its ERROR rows
-            shown |= inv.consulted
-        saved |= inv.consulted
-        return out
-    finally:
-        inv.consulted = saved
+        out = chk.fn(t, inv, policy)
+    except Pending:
+        return None
+    except Exception as exc:  # a bug in one check must not hide the others, nor pass silently
+        why = f"{type(exc).__name__}: {exc}"
+        out = [error(f"internal error in aib-audit while evaluating the check (please report it): {why}")]
+    if not out:
+        out = [error("the check returned no result")]
+    for f in out:
+        f.check_id = chk.meta.id
+        f.template_id = t.id
+        f.resource_id = f.resource_id or t.id
+    out = enrich(out, inv, policy, chk.meta.id)  # names from Microsoft Graph; --expand-groups' member rows
+    if any(f.status == Status.ERROR for f in out):  # the failed reads it asked about are on its ERROR rows
+        shown |= inv.consulted
+    return out
 
 
 class StagedAudit:
@@ -133,7 +129,6 @@ class StagedAudit:
         self._done = []
         self._shown = set()
         self._details = {}
-        inv.consulted = set()
 
     def _run(self, inv: Inventory, stop: Callable[[], bool] = lambda: False) -> None:
         if not self._done:

@@ -32,7 +32,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,7 +246,7 @@ class _Collector:
         # them (phase 2 and the early audit wait for these lists, and a recording keeps one order).
         reads: list[_Read] = []
         tasks: list[Task[_Outcome]] = []
-        for batch in itertools.chain([[builtin]], (list(self._subscription_reads(sub)) for sub in subs)):
+        for batch in itertools.chain([[builtin]], (self._subscription_reads(sub) for sub in subs)):
             for r in batch:
                 self.say(f"listing {r.label} in {ids.subscription_of(r.scope)}")
                 reads.append(r)
@@ -279,46 +279,48 @@ class _Collector:
             if sub not in failed:
                 self.snap.subscription_ancestors[sub] = list(scopes.values())
 
-    def _subscription_reads(self, sub: str) -> Iterator[_Read]:
-        """The subscription's lists (the compute client, the slowest to import, last)."""
+    def _subscription_reads(self, sub: str) -> list[_Read]:
         scope = f"/subscriptions/{sub}"
         ib = self.arm.imagebuilder(sub)
-        yield _Read(
-            "imageTemplates",
-            scope,
-            ib.virtual_machine_image_templates.list,
-            label="image templates",
-            on_page=self._early_triggers,
-        )
-        locks = self.arm.locks(sub)
-        yield _Read("locks", scope, locks.management_locks.list_at_subscription_level, label="locks")
-        res = self.arm.resources(sub)
-        yield _Read("resourceGroups", scope, res.resource_groups.list, label="resource groups")
         auth = self.arm.authorization(sub)
-        yield _Read("roleAssignments", scope, auth.role_assignments.list_for_subscription, label="role assignments")
-        # atScope() at the subscription: assignments at or above it (management groups, root).
-        yield _Read(
-            "roleAssignments",
-            scope,
-            auth.role_assignments.list_for_scope,
-            (scope,),
-            {"filter": "atScope()"},
-            label="inherited role assignments",
-        )
-        yield _Read("denyAssignments", scope, auth.deny_assignments.list, label="deny assignments")
-        yield _Read(
-            "roleEligibilityScheduleInstances",
-            scope,
-            auth.role_eligibility_schedule_instances.list_for_scope,
-            (scope,),
-            label="PIM eligibilities",
-        )
-        custom = {"filter": CUSTOM_ROLES}
-        yield _Read("roleDefinitions", scope, auth.role_definitions.list, (scope,), custom, label="custom roles")
-        msi = self.arm.msi(sub)
-        yield _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities")
+        res = self.arm.resources(sub)
+        locks = self.arm.locks(sub)
         compute = self.arm.compute(sub)
-        yield _Read("galleries", scope, compute.galleries.list, label="galleries")
+        msi = self.arm.msi(sub)
+        return [
+            _Read(
+                "imageTemplates",
+                scope,
+                ib.virtual_machine_image_templates.list,
+                label="image templates",
+                on_page=self._early_triggers,
+            ),
+            _Read("locks", scope, locks.management_locks.list_at_subscription_level, label="locks"),
+            _Read("resourceGroups", scope, res.resource_groups.list, label="resource groups"),
+            _Read("roleAssignments", scope, auth.role_assignments.list_for_subscription, label="role assignments"),
+            # atScope() at the subscription: assignments at or above it (management groups, root).
+            _Read(
+                "roleAssignments",
+                scope,
+                auth.role_assignments.list_for_scope,
+                (scope,),
+                {"filter": "atScope()"},
+                label="inherited role assignments",
+            ),
+            _Read("denyAssignments", scope, auth.deny_assignments.list, label="deny assignments"),
+            _Read(
+                "roleEligibilityScheduleInstances",
+                scope,
+                auth.role_eligibility_schedule_instances.list_for_scope,
+                (scope,),
+                label="PIM eligibilities",
+            ),
+            _Read(
+                "roleDefinitions", scope, auth.role_definitions.list, (scope,), {"filter": CUSTOM_ROLES}, label="custom roles"
+            ),
+            _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities"),
+            _Read("galleries", scope, compute.galleries.list, label="galleries"),
+        ]
 
     # ----------------------------------------------------------------------------------------- phase 2
 

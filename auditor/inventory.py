@@ -74,7 +74,8 @@ class Inventory:
     subscription_ancestors: dict[str, frozenset[str]] = field(default_factory=dict)
     # Who the principals are (Microsoft Graph), and with --expand-groups who is in each group; empty without Graph.
     directory: Directory = field(default_factory=Directory)
-    # Indexes into `errors` that a check has asked about: the runner reports the others on their own rows.
+    # Indexes into `errors` that the check being evaluated has asked about (the runner starts a new set for each):
+    # the runner reports the failed reads no ERROR row asked about on their own rows.
     consulted: set[int] = field(default_factory=set, repr=False, compare=False)
     # Kinds still being read while an early audit runs (only "triggers"): asking for them raises Pending.
     pending: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
