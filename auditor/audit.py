@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from auditor import rbac
 from auditor.documents import Template
 from auditor.errors import UsageError
-from auditor.findings import Finding, Severity, Status, check_status, error, score
+from auditor.findings import NO_EVIDENCE, Finding, Severity, Status, check_status, error, score
 from auditor.inventory import Inventory, Pending
 from auditor.policy import Policy
 from auditor.principals import enrich
@@ -109,9 +110,12 @@ class StagedAudit:
     ones a single pass gives; a check that asks for a pending kind is simply run again in `finish`.
     """
 
-    def __init__(self, checks: list[Check], policy: Policy | None = None) -> None:
+    def __init__(self, checks: list[Check], policy: Policy | None = None, *, keep_evidence: bool = True) -> None:
         self.checks = checks
         self.policy = policy or Policy()
+        # False when no report prints evidence (reports.EVIDENCE_FORMATS): each row lets go of it once its check's
+        # enrichment (which reads it) is done, so a large audit never holds it all at once.
+        self.keep_evidence = keep_evidence
         self.inventory: Inventory | None = None
         self._done: list[_Progress] = []  # per template: its checks' statuses so far, and their rows in order
         self._shown: set[int] = set()  # failed reads that a check asked about and answered with ERROR
@@ -144,6 +148,8 @@ class StagedAudit:
                 if out is not None:
                     for f in out:
                         f.detail = self._details.setdefault(f.detail, f.detail)
+                        if not self.keep_evidence:
+                            f.evidence = NO_EVIDENCE
                     progress.statuses[i] = check_status(out)
                     new.extend(out)
             progress.add(new)
@@ -154,6 +160,7 @@ class StagedAudit:
         if inv.pending:
             raise ValueError(f"the inventory is still waiting for {', '.join(sorted(inv.pending))}")
         self._run(inv)
+        rbac.drop_engine(inv)
         groups: dict[str, list[list[Finding]]] = {}  # template_id.lower() (Finding.sort_key's first part) -> rows
         results: list[TemplateResult] = []
         for t, progress in zip(inv.templates, self._done, strict=True):
@@ -209,9 +216,11 @@ class _Progress:
 LATE_INSERTS = 16  # more new rows than this are sorted in with the others
 
 
-def run_audit(inv: Inventory, checks: list[Check], policy: Policy | None = None) -> AuditResult:
+def run_audit(
+    inv: Inventory, checks: list[Check], policy: Policy | None = None, *, keep_evidence: bool = True
+) -> AuditResult:
     """Every check over a complete inventory, in one pass."""
-    return StagedAudit(checks, policy).finish(inv)
+    return StagedAudit(checks, policy, keep_evidence=keep_evidence).finish(inv)
 
 
 def unattributed_errors(inv: Inventory, shown: set[int]) -> list[Finding]:

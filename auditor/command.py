@@ -19,7 +19,7 @@ from typing import Any
 from auditor.errors import UsageError
 from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.output import check_writable, emit_report
-from auditor.reports import RunInfo, write_report
+from auditor.reports import EVIDENCE_FORMATS, RunInfo, write_report
 from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
 from auditor.sources import acquire, validate_graph
 
@@ -159,7 +159,8 @@ def _audit(opts: AuditOptions) -> int:
         inputs={"--snapshot": opts.snapshot, "--policy": opts.policy, "--exceptions": opts.exceptions},
         known_checks=list(catalog()),
     )
-    audit = StagedAudit(checks, policy)
+    formats = {opts.fmt, *(t.fmt for t in flow.reports)}
+    audit = StagedAudit(checks, policy, keep_evidence=not formats.isdisjoint(EVIDENCE_FORMATS))
 
     def early(part: Snapshot, over: Callable[[], bool]) -> None:
         """A collection runs the checks that need no trigger while ARM paces the trigger reads (one per template).

@@ -27,6 +27,18 @@ SEVERITY_WEIGHT = {Severity.HIGH: 5, Severity.MEDIUM: 3, Severity.LOW: 1, Severi
 STATUS_ORDER = {Status.FAIL: 0, Status.ERROR: 1, Status.ACCEPTED: 2, Status.PASS: 3, Status.NA: 4}
 
 
+class _NoEvidence(dict[str, Any]):
+    """The evidence of a row whose reports print none: one shared empty dict that refuses to be filled."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this audit dropped the evidence (no report prints it); build a new dict instead")
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _refuse  # type: ignore[assignment]
+
+
+NO_EVIDENCE: dict[str, Any] = _NoEvidence()
+
+
 @dataclass(slots=True)  # slots: a large audit holds hundreds of thousands of these (no per-instance dict)
 class Finding:
     """One row of the report: one thing a reviewer can act on.

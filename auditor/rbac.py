@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 from auditor import ids
 from auditor.actions import (
@@ -88,6 +89,42 @@ def role_grants(role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ..
     return tuple(out)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Recent(Generic[K, V]):
+    """A cache of the `limit` most recently used answers.
+
+    The engine's per-scope answers were kept for the whole audit, and most are about one template's own scopes
+    (the template, its staging resource group, its identities), asked once per question: at 10,000 templates they
+    were about 150 MiB of a run's peak. The scopes every template asks about (a subscription, a management group,
+    a shared resource group) stay, being used again and again; a miss only recomputes one scope's answer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        hit = self._items.pop(key, None)
+        if hit is not None:
+            self._items[key] = hit  # now the most recent
+        return hit
+
+    def put(self, key: K, value: V) -> V:
+        self._items[key] = value
+        if len(self._items) > self.limit:
+            del self._items[next(iter(self._items))]  # the least recently used
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+CACHED_SCOPES = 4096  # answers kept per kind of question: far more than the scopes any one template asks about
+
+
 class Rbac:
     """Indexes an inventory's role and deny assignments once and answers questions about them."""
 
@@ -104,16 +141,16 @@ class Rbac:
         for d in inv.deny_assignments:
             self._deny_by_scope.setdefault(ids.norm(d.scope), []).append(d)
         self._deny_above_sub = [s for s in self._deny_by_scope if ids.is_above_subscription(s)]
-        self._role_cache: dict[tuple[str, Query], tuple[tuple[str, str], ...]] = {}
-        self._scope_cache: dict[tuple[str, Query], tuple[tuple[Grant, ...], tuple[Unresolved, ...]]] = {}
-        self._deny_cache: dict[str, tuple[tuple[str, DenyAssignment], ...]] = {}
-        self._chain_cache: dict[str, tuple[str, ...]] = {}
+        self._role_cache: dict[tuple[str, Query], tuple[tuple[str, str], ...]] = {}  # per role: a few hundred at most
+        self._scope_cache: _Recent[tuple[str, Query], tuple[tuple[Grant, ...], tuple[Unresolved, ...]]] = _Recent(CACHED_SCOPES)
+        self._deny_cache: _Recent[str, tuple[tuple[str, DenyAssignment], ...]] = _Recent(CACHED_SCOPES)
+        self._chain_cache: _Recent[str, tuple[str, ...]] = _Recent(CACHED_SCOPES)
         # Per subscription: the root and management-group scopes (with assignments, with denies) above it.
         self._above_by_sub: dict[str, tuple[str, ...]] = {}
         self._deny_above_by_sub: dict[str, tuple[str, ...]] = {}
         self._role_ids: dict[str, RoleDefinition | None] = {}
         # A tuple: most scopes have no failed read, and the empty tuple is one object (a list per scope is not).
-        self._error_cache: dict[str, tuple[ReadError, ...]] = {}
+        self._error_cache: _Recent[str, tuple[ReadError, ...]] = _Recent(CACHED_SCOPES)
 
     # -- roles ------------------------------------------------------------------------------------
 
@@ -174,7 +211,7 @@ class Rbac:
             found = [p for p in prefixes if p in self._by_scope]
             # Management groups and root: only those above this subscription (Inventory.applies_at).
             found += [s for s in self._applying_above(key, self._above_sub, self._above_by_sub) if s not in found]
-            hit = self._chain_cache[key] = tuple(found)
+            hit = self._chain_cache.put(key, tuple(found))
         return hit
 
     def _applying_above(self, key: str, above: list[str], by_sub: dict[str, tuple[str, ...]]) -> Sequence[str]:
@@ -218,7 +255,7 @@ class Rbac:
                     continue
                 where = ids.describe_scope(ra.scope)
                 grants += (_grant(ra, role, where, q, by) for q, by in self.role_matches(role, query))
-            cached = self._scope_cache[key] = (tuple(grants), tuple(unresolved))
+            cached = self._scope_cache.put(key, (tuple(grants), tuple(unresolved)))
         return cached
 
     # -- deny assignments -------------------------------------------------------------------------
@@ -230,7 +267,7 @@ class Rbac:
             parts = eval_key.split("/")
             keys = ["/".join(parts[:i]) for i in range(2, len(parts) + 1)]
             keys += [s for s in self._applying_above(eval_key, self._deny_above_sub, self._deny_above_by_sub) if s not in keys]
-            hit = self._deny_cache[eval_key] = tuple((k, d) for k in keys for d in self._deny_by_scope.get(k, ()))
+            hit = self._deny_cache.put(eval_key, tuple((k, d) for k in keys for d in self._deny_by_scope.get(k, ())))
         return hit
 
     def _denies_at(self, principal_id: str, eval_key: str, below: bool = False) -> list[DenyAssignment]:
@@ -289,7 +326,7 @@ class Rbac:
         key = ids.norm(scope)
         hit = self._error_cache.get(key)
         if hit is None:
-            hit = self._error_cache[key] = tuple(e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key))
+            hit = self._error_cache.put(key, tuple(e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key)))
         return list(hit)
 
     # -- the two questions ------------------------------------------------------------------------
@@ -452,3 +489,10 @@ def engine(inv: Inventory) -> Rbac:
     rb = Rbac(inv)
     vars(inv)[_ENGINE_ATTR] = rb
     return rb
+
+
+def drop_engine(inv: Inventory) -> None:
+    """Let the inventory's engine and its caches go: once every check has run nothing asks it again (and if
+    something did, `engine(inv)` would build a new one). At 10,000 templates its caches are tens of MiB that the
+    reports would otherwise be written beside."""
+    vars(inv).pop(_ENGINE_ATTR, None)

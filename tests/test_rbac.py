@@ -765,3 +765,49 @@ def test_management_group_ancestry_is_worked_out_per_subscription_not_per_scope(
         assert got == {b.guid(f"mg-owner:{mg}") for mg in branch[str(sub)] if mg != "/"}
     # Assignments and denies: 2 x 300 groups per subscription, whatever the number of scopes (300 here).
     assert calls <= 2 * len(groups) * len(subs), calls
+
+
+# --------------------------------------------------------------------------------------------- bounded caches
+
+
+def test_the_answer_cache_keeps_the_most_recently_used() -> None:
+    cache: rbac._Recent[str, int] = rbac._Recent(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent: "b" goes first
+    cache.put("c", 3)
+    assert (cache.get("b"), cache.get("a"), cache.get("c"), len(cache)) == (None, 1, 3, 2)
+
+
+def test_a_small_answer_cache_gives_the_same_rows_and_stays_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-scope answers are kept for the CACHED_SCOPES most recent scopes, not the whole audit: at 10,000
+    templates they were about 150 MiB of the peak. A miss recomputes; no row may change."""
+    from dataclasses import asdict
+
+    from auditor.audit import run_audit, select_checks
+    from fixtures.generate import generate
+
+    estate = json.dumps(generate(30, seed=5))
+
+    def rows() -> list[dict[str, Any]]:
+        inv = build_inventory(Snapshot.from_dict(json.loads(estate)))
+        return [asdict(f) for f in run_audit(inv, select_checks()).findings]
+
+    whole = rows()
+    monkeypatch.setattr(rbac, "CACHED_SCOPES", 3)
+    assert rows() == whole
+    inv = build_inventory(Snapshot.from_dict(json.loads(estate)))
+    engine = rbac.engine(inv)
+    for t in inv.templates:
+        engine.who_can(rbac_terms.NON_READ, t.id)
+    assert 0 < len(engine._scope_cache) <= 3 and len(engine._chain_cache) <= 3 and len(engine._error_cache) <= 3
+
+
+def test_the_audit_lets_the_engine_go_when_every_check_has_run() -> None:
+    from auditor.audit import run_audit, select_checks
+    from fixtures.generate import generate
+
+    inv = build_inventory(Snapshot.from_dict(generate(3, seed=5)))
+    first = rbac.engine(inv)
+    run_audit(inv, select_checks())
+    assert rbac.engine(inv) is not first  # the audit's engine (with its caches) was dropped; a new one is built
