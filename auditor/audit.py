@@ -148,6 +148,7 @@ class StagedAudit:
                 if out is not None:
                     for f in out:
                         f.detail = self._details.setdefault(f.detail, f.detail)
+                        f.fix_id()
                         if not self.keep_evidence:
                             f.evidence = NO_EVIDENCE
                     progress.statuses[i] = check_status(out)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from auditor.audit import AuditResult, StagedAudit, run_audit, select_checks
-from auditor.findings import Finding, Status, error, passed
+from auditor.findings import Finding, Status, error, finding_id, passed
 from auditor.inventory import Inventory, Pending, build_early_inventory, build_inventory, complete_inventory
 from auditor.policy import Policy
 from auditor.snapshot import Snapshot
@@ -85,6 +85,16 @@ def test_two_passes_give_the_rows_of_one(name: str, estate: dict[str, Any]) -> N
     templates = len(estate["resources"].get("imageTemplates", []))
     assert left == templates  # only the trigger check waited: the other 22 ran while the triggers were read
     assert any(f.status == Status.ERROR and f.check_id == "AIB-TRIG-001" for f in result.findings) == (templates > 0)
+
+
+@pytest.mark.parametrize(("name", "estate"), estates(), ids=[n for n, _ in estates()])
+def test_each_row_carries_the_id_of_its_final_key(name: str, estate: dict[str, Any]) -> None:
+    """The finding ID is worked out as each check's rows come in (Finding.fix_id), not by each report: it must be
+    the one the row's final check, resource and principal give, which baselines and exceptions key on."""
+    result, _ = staged(with_trigger_errors(estate), select_checks())
+    assert result.findings
+    for f in result.findings:
+        assert f._id == finding_id(f.check_id, f.resource_id, f.principal_id) == f.finding_id
 
 
 def swallowing_check() -> Check:
