@@ -26,7 +26,7 @@ from typing import Any
 
 from auditor import ids
 from auditor.errors import UsageError
-from auditor.findings import Finding, Status
+from auditor.findings import NO_EVIDENCE, Finding, Status
 from auditor.policy import load_document
 
 KEYS = {"check", "resource", "principal", "reason", "owner", "expires", "ticket"}
@@ -180,7 +180,8 @@ def _accept(f: Finding, exc: RiskException) -> None:
     f.exception_reason = exc.reason + (f" (ticket {exc.ticket})" if exc.ticket else "")
     f.exception_owner = exc.owner
     f.exception_expires = exc.expires.isoformat()
-    f.evidence = {**f.evidence, "exception": _evidence(exc)}
+    if f.evidence is not NO_EVIDENCE:  # dropped: no report prints evidence, so none is built for it
+        f.evidence = {**f.evidence, "exception": _evidence(exc)}
 
 
 def _evidence(exc: RiskException) -> dict[str, Any]:
@@ -219,7 +220,8 @@ def apply_exceptions(
         lapsed = max(matching, key=lambda e: e.expires)
         expired = lapsed.expires.isoformat()
         f.detail += f" (the exception for this finding expired on {expired}: {lapsed.reason}; owner {lapsed.owner})"
-        f.evidence = {**f.evidence, "expired_exception": _evidence(lapsed)}
+        if f.evidence is not NO_EVIDENCE:
+            f.evidence = {**f.evidence, "expired_exception": _evidence(lapsed)}
     subs, chks = list(subscriptions), list(checks)
     return [
         f"{exceptions.source}: {e.label} matched no FAIL row: it is stale (the risk is gone, or the entry names the wrong"

@@ -73,9 +73,8 @@ class Finding:
         return self._id or finding_id(self.check_id, self.resource_id, self.principal_id)
 
     def fix_id(self) -> None:
-        """Work out the finding ID now: the check, resource and principal are final (the audit calls this once a
-        check's rows are enriched; nothing changes them later). The early pass does it while the collector waits
-        on ARM, so the reports after the last read do not hash 200,000 rows."""
+        """Work out the finding ID now: the check, resource and principal are final (the audit's early pass calls
+        this once a check's rows are enriched; nothing changes them later), while the collector waits on ARM."""
         self._id = finding_id(self.check_id, self.resource_id, self.principal_id)
 
     def second_release_fields(self) -> dict[str, str]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
 
 from auditor import ids
 from auditor.actions import (
@@ -65,6 +64,7 @@ from auditor.rbac_terms import (
     _rank,
     make_query,
 )
+from auditor.recent import Recent
 from auditor.snapshot import ReadError
 
 # --------------------------------------------------------------------------------------------- the engine
@@ -89,40 +89,7 @@ def role_grants(role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ..
     return tuple(out)
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Recent(Generic[K, V]):
-    """A cache of the `limit` most recently used answers.
-
-    The engine's per-scope answers were kept for the whole audit, and most are about one template's own scopes
-    (the template, its staging resource group, its identities), asked once per question: at 10,000 templates they
-    were about 150 MiB of a run's peak. The scopes every template asks about (a subscription, a management group,
-    a shared resource group) stay, being used again and again; a miss only recomputes one scope's answer.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: dict[K, V] = {}
-
-    def get(self, key: K) -> V | None:
-        hit = self._items.pop(key, None)
-        if hit is not None:
-            self._items[key] = hit  # now the most recent
-        return hit
-
-    def put(self, key: K, value: V) -> V:
-        self._items[key] = value
-        if len(self._items) > self.limit:
-            del self._items[next(iter(self._items))]  # the least recently used
-        return value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-CACHED_SCOPES = 4096  # answers kept per kind of question: far more than the scopes any one template asks about
+CACHED_SCOPES = 4096  # entries per cache (a (scope, question) pair in _scope_cache): far more than one template asks about
 
 
 class Rbac:
@@ -142,15 +109,15 @@ class Rbac:
             self._deny_by_scope.setdefault(ids.norm(d.scope), []).append(d)
         self._deny_above_sub = [s for s in self._deny_by_scope if ids.is_above_subscription(s)]
         self._role_cache: dict[tuple[str, Query], tuple[tuple[str, str], ...]] = {}  # per role: a few hundred at most
-        self._scope_cache: _Recent[tuple[str, Query], tuple[tuple[Grant, ...], tuple[Unresolved, ...]]] = _Recent(CACHED_SCOPES)
-        self._deny_cache: _Recent[str, tuple[tuple[str, DenyAssignment], ...]] = _Recent(CACHED_SCOPES)
-        self._chain_cache: _Recent[str, tuple[str, ...]] = _Recent(CACHED_SCOPES)
+        self._scope_cache: Recent[tuple[str, Query], tuple[tuple[Grant, ...], tuple[Unresolved, ...]]] = Recent(CACHED_SCOPES)
+        self._deny_cache: Recent[str, tuple[tuple[str, DenyAssignment], ...]] = Recent(CACHED_SCOPES)
+        self._chain_cache: Recent[str, tuple[str, ...]] = Recent(CACHED_SCOPES)
         # Per subscription: the root and management-group scopes (with assignments, with denies) above it.
         self._above_by_sub: dict[str, tuple[str, ...]] = {}
         self._deny_above_by_sub: dict[str, tuple[str, ...]] = {}
         self._role_ids: dict[str, RoleDefinition | None] = {}
         # A tuple: most scopes have no failed read, and the empty tuple is one object (a list per scope is not).
-        self._error_cache: _Recent[str, tuple[ReadError, ...]] = _Recent(CACHED_SCOPES)
+        self._error_cache: Recent[str, tuple[ReadError, ...]] = Recent(CACHED_SCOPES)
 
     # -- roles ------------------------------------------------------------------------------------
 
@@ -325,8 +292,11 @@ class Rbac:
         """Failed RBAC reads (assignments, definitions, denies, PIM) that cover `scope`."""
         key = ids.norm(scope)
         hit = self._error_cache.get(key)
-        if hit is None:
+        if hit is None:  # read_errors marks what it finds as consulted (Inventory.consulted)
             hit = self._error_cache.put(key, tuple(e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key)))
+        elif hit:  # from the cache: still asked about by this evaluation, whose ERROR rows then show them
+            at = {id(e): i for i, e in enumerate(self.inv.errors)}
+            self.inv.consulted.update(at[id(e)] for e in hit if id(e) in at)
         return list(hit)
 
     # -- the two questions ------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def growth(rows: list[Row]) -> list[str]:
     return [
         "Reads added per template added: " + "; ".join(steps) + ". One is the template's trigger list; the rest are",
         f"extra pages ({PAGE_SIZE} items each) of the subscription-wide lists, which grow with the data (about an",
-        "identity per generated template; role-assignment and resource-group lists come whole, as on ARM), not with",
+        "identity and a resource group per generated template; role-assignment lists come whole, as on ARM), not with",
         "per-template requests.",
     ]
 
@@ -360,8 +360,7 @@ def report(
         "## Settings",
         "",
         f"- emulator: latency {LATENCY_MS:.0f} ms, throttle on (burst {BURST}, refill {REFILL_PER_S:.0f}/s), "
-        f"page size {PAGE_SIZE} (role-assignment lists below the root and resource-group lists in one page, as ARM "
-        "documents them)",
+        f"page size {PAGE_SIZE} (role-assignment lists below the root in one page, as ARM serves them)",
         f"- collector: {WORKERS} parallel reads (the CLI default), the SDKs' retry policy, StaticTokenCredential",
         f"- estates: `fixtures.generate.generate(n, seed={SEED})`; all {len(catalog())} checks",
         "",

@@ -1,6 +1,6 @@
 """An audit whose reports print no evidence lets go of it (StagedAudit keep_evidence, reports.EVIDENCE_FORMATS).
 
-At 10,000 templates the evidence is about a quarter of the findings' memory. Dropping it must change no byte of a
+At 10,000 templates the evidence is about 290 MiB of a live run's peak. Dropping it must change no byte of a
 report that does not print it, and an audit that writes JSON anywhere must keep it.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from auditor.audit import AuditResult, run_audit, select_checks
 from auditor.findings import NO_EVIDENCE, Status
-from auditor.inventory import build_inventory
+from auditor.inventory import Inventory, build_inventory
 from auditor.reports import EVIDENCE_FORMATS, FORMATS, write_report
 from auditor.snapshot import Snapshot
 from auditor.sources import demo_estate
@@ -106,3 +106,40 @@ def test_a_csv_run_with_a_json_report_keeps_the_evidence(tmp_path: Path, capsys:
         return [{k: v for k, v in r.items() if k != "audited_at"} for r in csv_rows(text)]
 
     assert without_time(alone) == without_time(out)
+
+
+def test_json_alone_prints_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--snapshot", str(_demo_snapshot(tmp_path)), "-f", "json")
+    assert code == 1, err
+    lp = [f for f in json.loads(out)["findings"] if f["check_id"] == "AIB-LP-001" and f["principal_id"]]
+    assert lp and all(f["evidence"]["grants"] and f["evidence"]["assignment_id"] for f in lp)
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        (["-f", "csv"], False),
+        (["-f", "table", "--report", "sarif={dir}/r.sarif", "--report", "html={dir}/r.html"], False),
+        (["-f", "markdown", "--report", "csv={dir}/r.csv"], False),
+        (["-f", "json"], True),
+        (["-f", "csv", "--report", "json={dir}/r.json"], True),
+    ],
+)
+def test_the_audit_keeps_evidence_exactly_when_a_report_prints_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], kept: bool
+) -> None:
+    import auditor.audit
+
+    seen: list[bool] = []
+
+    class Recording(auditor.audit.StagedAudit):
+        def finish(self, inv: Inventory) -> AuditResult:
+            result = super().finish(inv)
+            seen.append(any(f.evidence for f in result.findings))
+            return result
+
+    monkeypatch.setattr(auditor.audit, "StagedAudit", Recording)
+    argv = [a.format(dir=tmp_path) for a in args]
+    code, _, err = run(capsys, "--snapshot", str(_demo_snapshot(tmp_path)), *argv)
+    assert code == 1, err
+    assert seen == [kept]

@@ -14,6 +14,7 @@ from auditor import actions, ids, rbac, rbac_terms
 from auditor.documents import EVERYONE
 from auditor.findings import Status
 from auditor.inventory import Inventory, build_inventory
+from auditor.recent import Recent
 from auditor.snapshot import Snapshot
 from checks import common
 from fixtures import builders as b
@@ -771,7 +772,7 @@ def test_management_group_ancestry_is_worked_out_per_subscription_not_per_scope(
 
 
 def test_the_answer_cache_keeps_the_most_recently_used() -> None:
-    cache: rbac._Recent[str, int] = rbac._Recent(2)
+    cache: Recent[str, int] = Recent(2)
     cache.put("a", 1)
     cache.put("b", 2)
     assert cache.get("a") == 1  # "a" is now the most recent: "b" goes first
@@ -811,3 +812,18 @@ def test_the_audit_lets_the_engine_go_when_every_check_has_run() -> None:
     first = rbac.engine(inv)
     run_audit(inv, select_checks())
     assert rbac.engine(inv) is not first  # the audit's engine (with its caches) was dropped; a new one is built
+
+
+def test_a_cached_read_error_is_still_marked_as_asked_about() -> None:
+    """Each check evaluation starts with an empty Inventory.consulted; a failed read it asks about through the
+    engine's cache must be marked too, or its ERROR rows would not count it as shown (and an evaluation aborted
+    by Pending, whose marks are forgotten, would leave it unshown for every later one)."""
+    doc = b.snapshot([SUB], {"imageTemplates": [b.template(SUB, "rg-images", "tpl-linux")]}, [
+        {"kind": "roleAssignments", "scope": b.sub_id(SUB), "status": 403, "code": "AuthorizationFailed", "message": "no"}
+    ])
+    inv = build_inventory(Snapshot.from_dict(doc))
+    engine = rbac.engine(inv)
+    for _ in range(2):
+        inv.consulted = set()
+        assert [e.kind for e in engine.errors_for(TPL)] == ["roleAssignments"]
+        assert inv.consulted == {0}

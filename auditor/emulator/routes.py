@@ -79,10 +79,8 @@ class Route:
 # Role-assignment lists below the tenant root come in one page on ARM: the List For Scope reference says of
 # `$skipToken` "Only supported on provider level calls" (learn.microsoft.com/rest/api/authorization/role-assignments/
 # list-for-scope), and a subscription holds at most 4,000 of them. The benchmarks serve them that way; tests keep
-# the default (every list paged) so the collector's paging of them stays exercised. Resource Groups - List says of
-# `$top` "If null is passed, returns all resource groups" (learn.microsoft.com/rest/api/resources/resourcegroups/
-# list), and the collector passes none. Other lists stay at the emulator's page size: no source gives theirs.
-ARM_WHOLE_LISTS = frozenset({"roleAssignments", "resourceGroups"})
+# the default (every list paged) so the collector's paging of them stays exercised.
+ARM_WHOLE_LISTS = frozenset({"roleAssignments"})
 
 
 class Router:
@@ -146,7 +144,7 @@ class Router:
 
             def list_rgs(req: Request) -> Response:
                 self._check_sub(sub)
-                return self._page(req, lambda: self.store.resource_groups(sub), whole="resourceGroups" in self.whole_lists)
+                return self._page(req, lambda: self.store.resource_groups(sub))
 
             return Route(action, list_rgs)
         rg = rest[0]

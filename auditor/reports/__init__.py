@@ -34,7 +34,7 @@ EXIT_MEANINGS: dict[int, str] = {
 
 FORMATS = ("table", "csv", "json", "sarif", "html", "markdown")
 # The formats that print a finding's evidence. An audit whose reports are all others drops it as each check's rows
-# come in (StagedAudit keep_evidence): at 10,000 templates that is about a quarter of the findings' memory.
+# come in (StagedAudit keep_evidence): at 10,000 templates, about 290 MiB of a live run's peak.
 EVIDENCE_FORMATS = frozenset({"json"})
 STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS, Status.NA)
 
