@@ -89,6 +89,7 @@ def role_grants(role: RoleDefinition, query: Query) -> tuple[tuple[str, str], ..
     return tuple(out)
 
 
+NO_ERRORS: tuple[tuple[ReadError, ...], tuple[int, ...]] = ((), ())
 CACHED_SCOPES = 4096  # entries per cache (a (scope, question) pair in _scope_cache): far more than one template asks about
 
 
@@ -116,8 +117,9 @@ class Rbac:
         self._above_by_sub: dict[str, tuple[str, ...]] = {}
         self._deny_above_by_sub: dict[str, tuple[str, ...]] = {}
         self._role_ids: dict[str, RoleDefinition | None] = {}
-        # A tuple: most scopes have no failed read, and the empty tuple is one object (a list per scope is not).
-        self._error_cache: Recent[str, tuple[ReadError, ...]] = Recent(CACHED_SCOPES)
+        # Per scope: its failed reads and their indexes into inv.errors (a hit marks them consulted too). Most scopes
+        # have none, and share the one NO_ERRORS pair.
+        self._error_cache: Recent[str, tuple[tuple[ReadError, ...], tuple[int, ...]]] = Recent(CACHED_SCOPES)
 
     # -- roles ------------------------------------------------------------------------------------
 
@@ -293,11 +295,12 @@ class Rbac:
         key = ids.norm(scope)
         hit = self._error_cache.get(key)
         if hit is None:  # read_errors marks what it finds as consulted (Inventory.consulted)
-            hit = self._error_cache.put(key, tuple(e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key)))
-        elif hit:  # from the cache: still asked about by this evaluation, whose ERROR rows then show them
-            at = {id(e): i for i, e in enumerate(self.inv.errors)}
-            self.inv.consulted.update(at[id(e)] for e in hit if id(e) in at)
-        return list(hit)
+            found = tuple(e for kind in RBAC_KINDS for e in self.inv.read_errors(kind, key))
+            at = tuple(i for i, e in enumerate(self.inv.errors) if any(e is f for f in found)) if found else ()
+            hit = self._error_cache.put(key, (found, at) if found else NO_ERRORS)
+        else:  # from the cache: still asked about by this evaluation, whose ERROR rows then show them
+            self.inv.consulted.update(hit[1])
+        return list(hit[0])
 
     # -- the two questions ------------------------------------------------------------------------
 

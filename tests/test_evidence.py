@@ -19,6 +19,7 @@ from auditor.inventory import Inventory, build_inventory
 from auditor.reports import EVIDENCE_FORMATS, FORMATS, write_report
 from auditor.snapshot import Snapshot
 from auditor.sources import demo_estate
+from fixtures import demo
 from tests.report_data import accept, first, run_info, with_baseline
 from tests.test_cli import csv_rows, run
 from tests.test_staged_audit import with_trigger_errors
@@ -84,14 +85,8 @@ def test_the_dropped_evidence_refuses_to_be_filled() -> None:
     assert NO_EVIDENCE == {} and {**NO_EVIDENCE, "exception": {}} == {"exception": {}}
 
 
-def _demo_snapshot(tmp_path: Path) -> Path:
-    path = tmp_path / "estate.json"
-    path.write_text(json.dumps(demo_estate()), encoding="utf-8")
-    return path
-
-
 def test_a_csv_run_with_a_json_report_keeps_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    snap, doc = _demo_snapshot(tmp_path), tmp_path / "findings.json"
+    snap, doc = demo.PATH, tmp_path / "findings.json"
     code, out, err = run(capsys, "--snapshot", str(snap), "-f", "csv", "--report", f"json={doc}")
     assert code == 1, err
     findings = json.loads(doc.read_text(encoding="utf-8"))["findings"]
@@ -108,8 +103,8 @@ def test_a_csv_run_with_a_json_report_keeps_the_evidence(tmp_path: Path, capsys:
     assert without_time(alone) == without_time(out)
 
 
-def test_json_alone_prints_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "--snapshot", str(_demo_snapshot(tmp_path)), "-f", "json")
+def test_json_alone_prints_the_evidence(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--snapshot", str(demo.PATH), "-f", "json")
     assert code == 1, err
     lp = [f for f in json.loads(out)["findings"] if f["check_id"] == "AIB-LP-001" and f["principal_id"]]
     assert lp and all(f["evidence"]["grants"] and f["evidence"]["assignment_id"] for f in lp)
@@ -140,6 +135,6 @@ def test_the_audit_keeps_evidence_exactly_when_a_report_prints_it(
 
     monkeypatch.setattr(auditor.audit, "StagedAudit", Recording)
     argv = [a.format(dir=tmp_path) for a in args]
-    code, _, err = run(capsys, "--snapshot", str(_demo_snapshot(tmp_path)), *argv)
+    code, _, err = run(capsys, "--snapshot", str(demo.PATH), *argv)
     assert code == 1, err
     assert seen == [kept]
