@@ -7,8 +7,9 @@ A 429 carries `Retry-After`. Sending past an empty bucket costs a wasted request
 per read in flight, while the bucket refills 25 reads a second: pacing to the bucket is faster than being throttled.
 
 Each subscription is a lane with its own estimate: the last remaining-reads figure ARM gave (less the requests
-still in flight, which it may not have counted yet), refilled at the documented rate and spent one per request
-sent. A request whose lane has no token waits until one is due; a 429 that reports the bucket empty pauses its
+still in flight, which it may not have counted yet, and those sent before it but answered meanwhile, which ARM may
+have counted after it), refilled at the documented rate up to the largest bucket ARM has shown, and spent one per
+request sent. A request whose lane has no token waits until one is due; a 429 that reports the bucket empty pauses its
 lane for its Retry-After (one longer than aib-audit waits fails its read and pauses nothing). The
 worker pool (auditor.workers) starts no new read in a lane that is not ready and lends the seat of a read that
 waits, so one throttled subscription never idles the others. A lane ARM never reported a figure for (a cassette,
@@ -52,6 +53,17 @@ class _Lane:
     paused_until: float = 0.0
     inflight: int = 0
     figure_sent_at: float = float("-inf")  # when the request whose answer set `tokens` was sent
+    answered: int = 0  # answers received (with or without a figure)
+    cap: float = 1.0  # the bucket is at least this big: the largest figure ARM gave, plus the read it counted
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A lane as a request found it when it was let go; its answer's figure is read against this."""
+
+    at: float
+    answered: int  # answers the lane had received by then
+    ahead: int  # the lane's requests already in flight
 
 
 class Pacer:
@@ -80,7 +92,8 @@ class Pacer:
         return state
 
     def _refill(self, state: _Lane, now: float) -> None:
-        state.tokens = min(self.burst, state.tokens + max(0.0, now - state.stamp) * self.refill_per_s)
+        cap = min(self.burst, state.cap)  # ARM's bucket, or a test's smaller one: refill past it sends into 429s
+        state.tokens = min(cap, state.tokens + max(0.0, now - state.stamp) * self.refill_per_s)
         state.stamp = now
 
     def ready_at(self, lane: str) -> float:
@@ -97,33 +110,43 @@ class Pacer:
 
     def acquire(self, lane: str) -> float:
         """Take a token for one request: 0.0 when it may go now, else the seconds to wait before asking again."""
+        return self.start(lane)[0]
+
+    def start(self, lane: str) -> tuple[float, Sent | None]:
+        """`acquire`, and when the request may go, the lane as it found it (pass it to `observe`)."""
         with self._lock:
             state = self._lane(lane)
             now = self.clock()
             if state.known:
                 if now < state.paused_until:
-                    return state.paused_until - now
+                    return state.paused_until - now, None
                 self._refill(state, now)
                 if state.tokens < 1.0:
                     self.waits += 1
-                    return (1.0 - state.tokens) / self.refill_per_s
+                    return (1.0 - state.tokens) / self.refill_per_s, None
                 state.tokens -= 1.0
+            sent = Sent(now, state.answered, state.inflight)
             state.inflight += 1
-            return 0.0
+            return 0.0, sent
 
     def observe(
-        self, lane: str, remaining: int | None, throttled: bool, retry_after: float | None, sent_at: float | None = None
+        self, lane: str, remaining: int | None, throttled: bool, retry_after: float | None, sent: Sent | None = None
     ) -> None:
-        """One answer (or none: remaining None, not throttled) to a request `acquire` let go at `sent_at`."""
+        """One answer (or none: remaining None, not throttled) to a request `start` let go as `sent`."""
         with self._lock:
             state = self._lane(lane)
             state.inflight = max(0, state.inflight - 1)
             now = self.clock()
             if remaining is not None:
-                figure = float(max(0, remaining - state.inflight))
-                sent = now if sent_at is None else sent_at
-                if not state.known or sent >= state.figure_sent_at:
-                    state.tokens, state.figure_sent_at = figure, sent
+                state.cap = max(state.cap, remaining + 1.0)
+                # Requests sent before this one and answered since reach ARM in any order: ARM may have counted
+                # them after this one, and they are no longer in flight. Under load that raised the estimate
+                # past the bucket by a read or two (the three-subscription test met 4 429s on a busy machine).
+                overtaken = min(sent.ahead, state.answered - sent.answered) if sent else 0
+                figure = float(max(0, remaining - state.inflight - overtaken))
+                sent_at = now if sent is None else sent.at
+                if not state.known or sent_at >= state.figure_sent_at:
+                    state.tokens, state.figure_sent_at = figure, sent_at
                 else:
                     # Answers come back out of order: the figure of a request sent before the one that set the
                     # estimate is older than it, and may only lower it (taking it whole sent bursts into 429s).
@@ -134,6 +157,7 @@ class Pacer:
             # Only a 429 that says the subscription's bucket is empty pauses the lane: one without the figure may
             # be a resource provider's own limit on one operation, which the read's own retries wait out.
             bucket_empty = throttled and remaining is not None and remaining <= 0
+            state.answered += 1
             wait = retry_after if retry_after else 1.0
             if bucket_empty and wait <= self.max_pause_s:
                 state.paused_until = max(state.paused_until, now + wait)
@@ -167,9 +191,11 @@ class PacingPolicy(core_policies.HTTPPolicy):  # type: ignore[type-arg]
 
     def send(self, request: PipelineRequest) -> PipelineResponse:  # type: ignore[type-arg]
         lane = lane_of(request.http_request.url)
-        while (seconds := self.pacer.acquire(lane)) > 0:
+        while True:
+            seconds, sent = self.pacer.start(lane)
+            if sent is not None:
+                break
             self.wait(seconds)
-        sent_at = self.pacer.clock()
         try:
             response = self.next.send(request)
         except BaseException:
@@ -178,5 +204,5 @@ class PacingPolicy(core_policies.HTTPPolicy):  # type: ignore[type-arg]
         http = response.http_response
         throttled = http.status_code == 429
         retry_after = self._retry_after.get_retry_after(response) if throttled else None
-        self.pacer.observe(lane, _remaining(http.headers), throttled, retry_after, sent_at)
+        self.pacer.observe(lane, _remaining(http.headers), throttled, retry_after, sent)
         return response

@@ -50,15 +50,45 @@ def test_an_answer_older_than_the_estimate_can_only_lower_it() -> None:
     before the one that set the estimate is stale and must not raise it (that sent bursts into 429s)."""
     clock = Clock()
     pacer = Pacer(clock=clock)
-    pacer.observe("a", 10, False, None, sent_at=100.0)  # the lane is known: ten left
-    for _ in range(3):
-        assert pacer.acquire("a") == 0.0
-    early, late = 100.01, 100.02
-    pacer.observe("a", 4, False, None, sent_at=late)  # the later request's answer comes first: 4 left, 2 in flight
-    pacer.observe("a", 6, False, None, sent_at=early)  # then the earlier one's, counted before the others arrived
+    pacer.observe("a", 10, False, None)  # the lane is known: ten left
+    clock.now += 0.01
+    early = pacer.start("a")[1]
+    clock.now += 0.01
+    late = pacer.start("a")[1]
+    assert pacer.acquire("a") == 0.0
+    pacer.observe("a", 4, False, None, late)  # the later request's answer comes first: 4 left, 2 in flight
+    pacer.observe("a", 6, False, None, early)  # then the earlier one's, counted before the others arrived
     assert pacer.acquire("a") == 0.0 and pacer.acquire("a") == 0.0  # what the newest figure left
     assert pacer.acquire("a") > 0.0  # not the stale 6 - 1 in flight
-    pacer.observe("a", 0, False, None, sent_at=early)  # a stale figure that is lower does count
+    pacer.observe("a", 0, False, None, early)  # a stale figure that is lower does count
+    assert pacer.acquire("a") > 0.0
+
+
+def test_a_figure_counts_the_earlier_requests_answered_before_it() -> None:
+    """Two requests reach ARM in the other order than they were sent: the later one is counted first (4 left) and
+    the earlier one after it (3 left), whose answer comes back first. The later request's figure, though newest by
+    sending, is stale by one read that is no longer in flight; taking it whole sent a read into a 429 (CI)."""
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.observe("a", 5, False, None)  # five left
+    first = pacer.start("a")[1]
+    second = pacer.start("a")[1]
+    assert first is not None and second is not None
+    pacer.observe("a", 3, False, None, first)  # ARM counted `second` before it: 3 left, as our estimate says
+    pacer.observe("a", 4, False, None, second)  # the figure `second` found, before `first` arrived
+    assert pacer.acquire("a") == 0.0 and pacer.acquire("a") == 0.0 and pacer.acquire("a") == 0.0
+    assert pacer.acquire("a") > 0.0  # three, not four
+
+
+def test_the_estimate_never_refills_past_the_largest_bucket_arm_has_shown() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.observe("a", 9, False, None)  # a bucket of 10 (an emulator's, say), one read counted
+    for _ in range(9):
+        assert pacer.acquire("a") == 0.0
+    clock.now += 60  # a minute idle: ARM's bucket holds 10, not the 250 of the documented default
+    for _ in range(10):
+        assert pacer.acquire("a") == 0.0
     assert pacer.acquire("a") > 0.0
 
 
