@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from auditor import rbac
@@ -61,7 +61,7 @@ class AuditResult:
     def incomplete(self) -> bool:
         """A read failed: the audit cannot vouch for everything (exit 3)."""
         # Every failed read is on an ERROR row: a check's, or its own (unattributed_errors).
-        return self.count(Status.ERROR) > 0 or any(f.status == Status.ERROR for f in self.extra_errors)
+        return any(f.status == Status.ERROR for f in self.findings) or any(f.status == Status.ERROR for f in self.extra_errors)
 
 
 def select_checks(only: list[str] | None = None, skip: list[str] | None = None) -> list[Check]:
@@ -126,6 +126,10 @@ class StagedAudit:
         is left runs in `finish`): the collection is never held up by its own audit."""
         self.inventory = inv
         self._run(inv, stop, fix_ids=True)
+
+    def rows_so_far(self) -> Iterator[list[Finding]]:
+        """Each template's rows from the checks run so far, in report order; later checks' rows go in between."""
+        return (progress.ordered for progress in self._done)
 
     def restart(self, inv: Inventory) -> None:
         """Forget what the early pass did (it failed half-way): `finish(inv)` then runs every check."""

@@ -437,8 +437,10 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> NoReturn:
     # Raised in the main thread wherever it is (waiting for reads, rendering): the run unwinds as on Ctrl-C.
     signal.signal(signal.SIGTERM, _terminate)
+    from auditor.heap import UNTIL_EXIT, leave_to_exit
+
+    UNTIL_EXIT.on = True  # the process ends with this run: its heap need not be freed object by object
     code = run(sys.argv[1:])
-    from auditor.heap import leave_to_exit
 
     leave_to_exit()
     sys.exit(code)

@@ -14,14 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.errors import UsageError
+from auditor.heap import UNTIL_EXIT
 from auditor.limits import DEFAULT_WORKERS, Limits
 from auditor.output import check_writable, emit_report
 from auditor.reports import EVIDENCE_FORMATS, RunInfo, write_report
 from auditor.scope import SCOPE_FLAGS, ScopeSpec, scope_spec
 from auditor.sources import acquire, validate_graph
+
+if TYPE_CHECKING:
+    from auditor import workflow
+    from auditor.audit import StagedAudit
+    from auditor.reports.csv_spool import CsvSpool
+    from auditor.snapshot import Snapshot
 
 # --------------------------------------------------------------------------------------------- options
 
@@ -139,9 +146,9 @@ def run_audit_command(opts: AuditOptions) -> int:
 def _audit(opts: AuditOptions) -> int:
     from auditor import workflow
     from auditor.audit import StagedAudit, select_checks
-    from auditor.inventory import build_early_inventory, build_inventory, complete_inventory
+    from auditor.inventory import build_early_inventory
     from auditor.policy import Policy, load_policy
-    from auditor.snapshot import Snapshot
+    from auditor.reports.csv_spool import CsvSpool
 
     started = datetime.now(UTC)
     validate(opts)
@@ -161,6 +168,7 @@ def _audit(opts: AuditOptions) -> int:
     )
     formats = {opts.fmt, *(t.fmt for t in flow.reports)}
     audit = StagedAudit(checks, policy, keep_evidence=not formats.isdisjoint(EVIDENCE_FORMATS))
+    spools: list[CsvSpool] = []  # the CSV records the early pass's rows got while ARM was still read
 
     def early(part: Snapshot, over: Callable[[], bool]) -> None:
         """A collection runs the checks that need no trigger while ARM paces the trigger reads (one per template).
@@ -176,8 +184,33 @@ def _audit(opts: AuditOptions) -> int:
             audit.early(inventory, over)
         except Exception:
             audit.restart(inventory)  # the early results are dropped: finish runs every check
+            return
+        if "csv" in formats and workflow.spools_csv(flow):
+            try:
+                spools.append(CsvSpool())
+            except OSError:
+                return  # no temporary file: the CSV renders every row at the end
+            spools[0].add(audit.rows_so_far(), over)
 
-    snap = acquire(opts, early=early)
+    try:
+        return _finish(opts, audit, flow, started, acquire(opts, early=early), spools[0] if spools else None)
+    finally:
+        for spool in spools:
+            spool.close()
+
+
+def _finish(
+    opts: AuditOptions,
+    audit: StagedAudit,
+    flow: workflow.Workflow,
+    started: datetime,
+    snap: Snapshot,
+    csv_spool: CsvSpool | None,
+) -> int:
+    """The collection is over: complete the audit, apply the workflow and write the reports."""
+    from auditor import workflow
+    from auditor.inventory import build_inventory, complete_inventory
+
     if audit.inventory is not None:
         inventory = audit.inventory
         complete_inventory(inventory, snap)
@@ -185,6 +218,7 @@ def _audit(opts: AuditOptions) -> int:
         inventory = build_inventory(snap, expand_groups=opts.expand_groups)
     snap.resources.clear()  # parsed now (and saved by --snapshot-out): the raw documents need not outlive the audit
     result = audit.finish(inventory)
+    UNTIL_EXIT.keep(audit, result)
     workflow.apply(flow, result, opts.subscriptions, started.date())
     code = workflow.exit_code(flow, result)
     run = RunInfo(
@@ -206,7 +240,8 @@ def _audit(opts: AuditOptions) -> int:
     width = max(shutil.get_terminal_size((120, 24)).columns, 80) if to_terminal else 120
     color = to_terminal and not os.environ.get("NO_COLOR")
     # Written as rendered: the CSV and JSON of thousands of templates are hundreds of MiB, never one string.
-    emit_report(partial(write_report, opts.fmt, result, run, color=color, width=width, all_rows=opts.all_rows), opts.output)
-    workflow.write_reports(flow, result, run, all_rows=opts.all_rows)
+    render = partial(write_report, opts.fmt, result, run, color=color, width=width, all_rows=opts.all_rows, csv_spool=csv_spool)
+    emit_report(render, opts.output)
+    workflow.write_reports(flow, result, run, all_rows=opts.all_rows, csv_spool=csv_spool)
     workflow.print_notes(result)
     return code

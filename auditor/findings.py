@@ -67,6 +67,8 @@ class Finding:
     exception_expires: str = ""  # YYYY-MM-DD
     # The finding ID, worked out by fix_id() once the row is final (replace() and a new row start without it).
     _id: str = field(default="", init=False, repr=False, compare=False)
+    # Where the row's CSV record sits in the run's spool (auditor.reports.csv_spool), once rendered there; -1: not.
+    _spooled: int = field(default=-1, init=False, repr=False, compare=False)
 
     @property
     def finding_id(self) -> str:

@@ -38,3 +38,20 @@ def leave_to_exit() -> None:
     back at once. The run's inventory holds reference cycles that only a full collection frees (after a run
     audit of 3,000 templates that exit took 1.2 s)."""
     gc.freeze()
+
+
+class Keeper:
+    """What a run keeps alive until the process exits, when the process exits after the run (the command line):
+    freeing the findings and the inventory object by object as the audit returns took 0.15 s at 3,000 templates,
+    for memory the OS takes back at once anyway. Off in-process (tests, a library caller): nothing is kept."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self._kept: list[object] = []
+
+    def keep(self, *objects: object) -> None:
+        if self.on:
+            self._kept.extend(objects)
+
+
+UNTIL_EXIT = Keeper()

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from auditor import ids
 from auditor.audit import AuditResult
@@ -21,6 +22,9 @@ from auditor.exceptions import ExceptionSet, apply_exceptions, load_exceptions
 from auditor.findings import Finding, check_status
 from auditor.output import check_writable, report_stream
 from auditor.reports import FORMATS, RunInfo, exit_code_for, write_report
+
+if TYPE_CHECKING:
+    from auditor.reports.csv_spool import CsvSpool
 
 PROG = "aib-audit"
 
@@ -160,11 +164,18 @@ def exit_code(wf: Workflow, result: AuditResult) -> int:
     return exit_code_for(result, wf.fail_on, wf.fail_on_new)
 
 
-def write_reports(wf: Workflow, result: AuditResult, run: RunInfo, *, all_rows: bool = False) -> None:
+def write_reports(
+    wf: Workflow, result: AuditResult, run: RunInfo, *, all_rows: bool = False, csv_spool: CsvSpool | None = None
+) -> None:
     """Each `--report FORMAT=PATH`, written as it is rendered (report_stream: atomic, links followed)."""
     for t in wf.reports:
         with report_stream(t.path, t.flag) as out:
-            write_report(t.fmt, result, run, out, all_rows=all_rows)
+            write_report(t.fmt, result, run, out, all_rows=all_rows, csv_spool=csv_spool)
+
+
+def spools_csv(wf: Workflow) -> bool:
+    """Whether CSV records may be rendered before the audit ends: exceptions and a baseline change rows after it."""
+    return wf.exceptions is None and wf.baseline is None
 
 
 def print_notes(result: AuditResult) -> None:

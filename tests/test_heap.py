@@ -8,7 +8,7 @@ import weakref
 import pytest
 
 from auditor import cli
-from auditor.heap import NEVER, YOUNG, young_collections_only
+from auditor.heap import NEVER, UNTIL_EXIT, YOUNG, Keeper, young_collections_only
 
 
 class Node:
@@ -45,6 +45,22 @@ def test_the_console_script_leaves_its_heap_to_the_os(monkeypatch: pytest.Monkey
     monkeypatch.setattr(cli, "run", lambda argv: 3)
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
     monkeypatch.setattr(cli.signal, "signal", lambda *a: None)  # main() installs a SIGTERM handler: not in pytest
+    monkeypatch.setattr(UNTIL_EXIT, "on", False)  # main() turns it on; restored for the tests after this one
     with pytest.raises(SystemExit) as ended:
         cli.main()
-    assert ended.value.code == 3 and frozen == [1]
+    assert ended.value.code == 3 and frozen == [1] and UNTIL_EXIT.on
+
+
+def test_only_the_command_line_keeps_a_run_until_the_process_exits(capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process runs (tests, a library caller) free their heap as usual; main() turns the keeper on."""
+    from fixtures import demo
+    from tests.test_cli import run
+
+    code, _, err = run(capsys, "--snapshot", str(demo.PATH), "-f", "csv")
+    assert code == 1, err
+    assert not UNTIL_EXIT.on and UNTIL_EXIT._kept == []
+    keeper = Keeper()
+    keeper.keep("x")
+    keeper.on = True
+    keeper.keep("y")
+    assert keeper._kept == ["y"]

@@ -9,13 +9,17 @@ hundreds of MiB, never held as one string. Other formats render a string (`rende
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Status
 from checks.registry import catalog
+
+if TYPE_CHECKING:
+    from auditor.reports.csv_spool import CsvSpool
 
 # Exit codes (design.md "Command line"): the reports state them, the CLI returns them.
 EXIT_OK = 0
@@ -51,23 +55,25 @@ def gating_failures(result: AuditResult, fail_on: str = "info", fail_on_new: boo
 
     ACCEPTED rows never gate. A FAIL whose check is not in the catalog gates at any level (fail closed).
     """
+    return list(_gating(result, fail_on, fail_on_new))
+
+
+def _gating(result: AuditResult, fail_on: str, fail_on_new: bool) -> Iterator[Finding]:
     threshold = _RANK[fail_on]
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
-    out = []
+    ranks = {cid: _RANK[str(chk.meta.severity)] for cid, chk in catalog().items()}
     for f in all_findings(result):
         if f.status != Status.FAIL or (fail_on_new and f.change not in GATING_CHANGES):
             continue
-        meta = metas.get(f.check_id)
-        if meta is None or _RANK[str(meta.severity)] >= threshold:
-            out.append(f)
-    return out
+        rank = ranks.get(f.check_id)
+        if rank is None or rank >= threshold:
+            yield f
 
 
 def exit_code_for(result: AuditResult, fail_on: str = "info", fail_on_new: bool = False) -> int:
     """3 (incomplete) wins over 1 (a FAIL): a partial audit cannot vouch for the checks it could not run."""
     if result.incomplete:
         return EXIT_INCOMPLETE
-    if gating_failures(result, fail_on, fail_on_new):
+    if next(_gating(result, fail_on, fail_on_new), None) is not None:  # the first one decides
         return EXIT_FAILED
     return EXIT_OK
 
@@ -134,14 +140,23 @@ STREAMED_FORMATS = ("csv", "json")  # written row by row (write_report); the oth
 
 
 def write_report(
-    fmt: str, result: AuditResult, run: RunInfo, out: TextIO, *, color: bool = False, width: int = 120, all_rows: bool = False
+    fmt: str,
+    result: AuditResult,
+    run: RunInfo,
+    out: TextIO,
+    *,
+    color: bool = False,
+    width: int = 120,
+    all_rows: bool = False,
+    csv_spool: CsvSpool | None = None,
 ) -> None:
-    """Write one report format to `out` as it is rendered. `color`, `width` and `all_rows` only matter for the table."""
+    """Write one report format to `out` as it is rendered. `color`, `width` and `all_rows` only matter for the table;
+    `csv_spool`, the CSV records rendered while ARM was read, for the CSV."""
     # Imported here so that a renderer's dependencies (rich) load only when that format is asked for.
     if fmt == "csv":
         from auditor.reports.csv_report import write_csv
 
-        write_csv(result, run, out)
+        write_csv(result, run, out, csv_spool)
     elif fmt == "json":
         from auditor.reports.json_report import write_json
 

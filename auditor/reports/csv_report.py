@@ -7,13 +7,16 @@ injection): ARM names, tags-derived text and role names are attacker-influenced 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from auditor import ids
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Status
 from auditor.reports import RunInfo, all_findings, fixed_gone, iso
 from checks.registry import CheckMeta, catalog
+
+if TYPE_CHECKING:
+    from auditor.reports.csv_spool import CsvSpool
 
 COLUMNS: tuple[str, ...] = (
     "subscription_id",
@@ -118,14 +121,21 @@ def _escaped(*values: object) -> tuple[str, ...]:
     return tuple(escape_cell(str(v)) for v in values)
 
 
-def write_csv(result: AuditResult, run: RunInfo, out: TextIO) -> None:
-    """The CSV, one row at a time to `out` (opened with newline="": the rows end in CRLF as RFC 4180 says)."""
-    records = Records({cid: chk.meta for cid, chk in catalog().items()}, iso(run.finished_at))
+def write_csv(result: AuditResult, run: RunInfo, out: TextIO, spool: CsvSpool | None = None) -> None:
+    """The CSV, one row at a time to `out` (opened with newline="": the rows end in CRLF as RFC 4180 says).
+    `spool`: the records of rows already rendered while ARM was read, copied instead of rendered again."""
+    records = Records(metas(), iso(run.finished_at))
     out.write(csv_line(COLUMNS))
     # With --baseline, findings fixed by going away get a row too (change "fixed"), after this run's rows.
     rows = all_findings(result) + fixed_gone(result)
+    if spool is not None and spool.write(rows, records, out):
+        return
     for start in range(0, len(rows), WRITE_BATCH):  # one write per batch: a write per row cost 0.8 s in 200,000
         out.write("".join(map(records.line, rows[start : start + WRITE_BATCH])))
+
+
+def metas() -> dict[str, CheckMeta]:
+    return {cid: chk.meta for cid, chk in catalog().items()}
 
 
 WRITE_BATCH = 500  # rows per write (about 600 KiB with the remediation text)
@@ -153,7 +163,17 @@ class Records:
         self._checks: dict[str, tuple[str, str]] = {}  # check ID -> the quoted cells before and after the finding's
         self._cells = _QuotedCells()  # a low-cardinality value -> its quoted cell
 
+    def share(self, other: Records) -> None:
+        """Use `other`'s quoted resource and value cells (they do not depend on audited_at): the few rows left to
+        render after a spool need not quote their templates' cells again (0.3 s at 3,000 templates)."""
+        self._resources, self._cells = other._resources, other._cells
+
     def line(self, f: Finding) -> str:
+        head, tail = self.pieces(f)
+        return head + tail
+
+    def pieces(self, f: Finding) -> tuple[str, str]:
+        """The record in two: up to and including the audited_at cell, and the rest (the spool needs the cut)."""
         rid, cid = f.resource_id, f.check_id
         where = self._resources.get(rid)
         if where is None:
@@ -166,9 +186,9 @@ class Records:
         c = self._cells
         return (
             f"{where},{about[0]},{c[f.status]},{_quoted(escape_cell(f.detail))},{c[f.principal_id]},"
-            f'{c[f.principal_type]},{c[f.role_name]},{c[f.role_scope]},{about[1]},"{f.finding_id}",'
-            f"{c[f.change]},{c[f.principal_name]},{c[f.principal_upn]},{c[f.exception_reason]},{c[f.exception_owner]},"
-            f"{c[f.exception_expires]}\r\n"
+            f"{c[f.principal_type]},{c[f.role_name]},{c[f.role_scope]},{about[1]}",
+            f',"{f.finding_id}",{c[f.change]},{c[f.principal_name]},{c[f.principal_upn]},{c[f.exception_reason]},'
+            f"{c[f.exception_owner]},{c[f.exception_expires]}\r\n",
         )
 
 
