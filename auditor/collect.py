@@ -28,6 +28,7 @@ auditor.workers), so a throttled subscription never idles the others.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -285,7 +286,6 @@ class _Collector:
         auth = self.arm.authorization(sub)
         res = self.arm.resources(sub)
         locks = self.arm.locks(sub)
-        compute = self.arm.compute(sub)
         msi = self.arm.msi(sub)
         return [
             _Read(
@@ -319,8 +319,13 @@ class _Collector:
                 "roleDefinitions", scope, auth.role_definitions.list, (scope,), {"filter": CUSTOM_ROLES}, label="custom roles"
             ),
             _Read("userAssignedIdentities", scope, msi.user_assigned_identities.list_by_subscription, label="identities"),
-            _Read("galleries", scope, compute.galleries.list, label="galleries"),
+            _Read("galleries", scope, functools.partial(self._galleries, sub), label="galleries"),
         ]
+
+    def _galleries(self, sub: str, **kwargs: Any) -> Any:
+        # The compute client is made in the read's worker: its SDK takes 0.25 s to import, which made here held
+        # every list of the first subscription back while its bucket sat full.
+        return self.arm.compute(sub).galleries.list(**kwargs)
 
     # ----------------------------------------------------------------------------------------- phase 2
 
