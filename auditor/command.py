@@ -185,7 +185,7 @@ def _audit(opts: AuditOptions) -> int:
         except Exception:
             audit.restart(inventory)  # the early results are dropped: finish runs every check
             return
-        if "csv" in formats and workflow.spools_csv(flow):
+        if "csv" in formats and workflow.spools_csv(flow) and CsvSpool.available():
             try:
                 spools.append(CsvSpool())
             except OSError:

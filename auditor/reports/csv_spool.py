@@ -10,7 +10,8 @@ What the spool cannot know early:
   time is known (through a window of the file mapped at a time, so the process never maps the whole spool);
 - rows that exceptions or a baseline change afterwards: the command spools nothing when either is given.
 
-Fails closed: a spool that could not be written is not used, and every row is rendered as usual.
+Fails closed: a spool that could not be written is not used, and every row is rendered as usual. The spool is a
+temporary file in TMPDIR (as `sort` spills there), as large as the rows it holds; it is gone when the run ends.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class CsvSpool:
         self._marks = array("q")  # record i's audited_at text starts at _marks[i]
         self._stamped = PLACEHOLDER
         self.broken = False  # a write failed (a full disk): the report renders every row itself
+
+    @staticmethod
+    def available() -> bool:
+        """Where the copy can read the spool at an offset (POSIX; not Windows, which renders every row at the end)."""
+        return hasattr(os, "pread")
 
     def close(self) -> None:
         self._file.close()
@@ -151,7 +157,7 @@ class CsvSpool:
             fd = out.fileno()
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
             fd = -1
-        if fd >= 0:
+        if fd >= 0 and hasattr(os, "sendfile"):
             try:
                 while start < stop:
                     sent = os.sendfile(fd, self._file.fileno(), start, stop - start)
