@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -133,6 +135,53 @@ def test_a_torn_spool_is_not_used_and_a_copy_that_runs_short_fails_the_report(tm
         spool._file.truncate(100)  # gone while it copies: an error, never a short report that looks whole
         with pytest.raises(OSError, match="the CSV spool ended"):
             to_file(tmp_path / "r.csv", result, run, spool)
+
+
+def latin1_result() -> AuditResult:
+    result = audited()
+    for f in result.findings:
+        f.detail = f.detail.replace("✓", "v")  # every character Latin-1 can write
+    return result
+
+
+@pytest.mark.parametrize("latin1_only", [True, False])
+def test_a_stream_in_another_encoding_gets_every_row_in_it(tmp_path: Path, latin1_only: bool) -> None:
+    """stdout under a Latin-1 locale (or PYTHONIOENCODING): spooled rows are not copied as UTF-8 bytes beside
+    rows the stream encoded; a name it cannot encode fails the report as it would without the spool."""
+    result = latin1_result() if latin1_only else audited()
+    run = run_info(result)
+
+    def latin1(spool: CsvSpool | None) -> bytes | type[Exception]:
+        path = tmp_path / "r.csv"
+        try:
+            with path.open("w", encoding="latin-1", newline="") as out:
+                write_report("csv", result, run, out, csv_spool=spool)
+        except UnicodeEncodeError as exc:
+            return type(exc)
+        return path.read_bytes()
+
+    expected = latin1(None)
+    with CsvSpool() as spool:
+        spool.add(blocks(all_findings(result), "AIB-TRIG"))
+        assert len(spool) > 0
+        assert latin1(spool) == expected
+    assert (expected is UnicodeEncodeError) is not latin1_only
+    if latin1_only:
+        assert isinstance(expected, bytes) and "Zoë Ångström".encode("latin-1") in expected
+
+
+def test_the_spool_leaves_room_for_the_report_on_its_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TMPDIR and the report on one filesystem, a run that fits without the spool fits with it: the spool
+    stops (and gives its space back) before it would leave less free than the report will need."""
+    result = audited()
+    run = run_info(result)
+    expected = rendered(result, run).encode("utf-8")
+    room = spool_module._RESERVE + len(expected)  # free: room for the report, not for a spool beside it
+    monkeypatch.setattr(spool_module.os, "fstatvfs", lambda fd: SimpleNamespace(f_frsize=1, f_bavail=room))
+    with CsvSpool() as spool:
+        spool.add(blocks(all_findings(result), "AIB-TRIG"))
+        assert spool.broken and os.fstat(spool._file.fileno()).st_size == 0  # given up, and its space back
+        assert to_file(tmp_path / "r.csv", result, run, spool) == expected
 
 
 # --------------------------------------------------------------------------------------------- the command

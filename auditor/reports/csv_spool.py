@@ -17,6 +17,7 @@ temporary file in TMPDIR (as `sort` spills there), as large as the rows it holds
 from __future__ import annotations
 
 import codecs
+import contextlib
 import mmap
 import os
 import tempfile
@@ -30,6 +31,7 @@ from auditor.reports.csv_report import WRITE_BATCH, Records, metas
 PLACEHOLDER = "0000-00-00T00:00:00Z"  # as wide as reports.iso(): an audited_at cell of the same bytes
 _CELL_END = len(PLACEHOLDER) + 1  # the placeholder and its closing quote end a record's first piece
 _WINDOW = 32 << 20  # bytes of the spool mapped at a time to stamp audited_at
+_RESERVE = 64 << 20  # bytes of the spool's filesystem left free beyond a report as large as the spool
 _COPY_CHUNK = 1 << 20  # bytes read at a time where the kernel cannot copy (a stream without a file behind it)
 
 
@@ -71,7 +73,13 @@ class CsvSpool:
                     return
                 self._add(rows)
         except Exception:  # never the collection's problem: the report renders these rows itself
-            self.broken = True
+            self._release()
+
+    def _release(self) -> None:
+        """Give the spool up: the report renders every row, and the disk space goes back now, not at the end."""
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):  # a closed or failing file is given up all the same
+            self._file.truncate(0)
 
     def _add(self, rows: list[Finding]) -> None:
         lines: list[str] = []
@@ -89,7 +97,21 @@ class CsvSpool:
             lines.append(head)
             lines.append(tail)
         if lines:
-            self._file.write("".join(lines).encode("utf-8"))
+            data = "".join(lines).encode("utf-8")
+            if not self._room_for(len(data), pos):
+                self._release()
+                return
+            self._file.write(data)
+
+    def _room_for(self, size: int, spooled: int) -> bool:
+        """Whether `size` more bytes leave the spool's filesystem room for a report as large as the whole spool
+        (`spooled` bytes), and some: with TMPDIR and the report on one filesystem, a run that fits without the
+        spool must fit with it."""
+        try:
+            fs = os.fstatvfs(self._file.fileno())
+        except (AttributeError, OSError):
+            return True  # nothing to go by: a failed write gives the spool up as well
+        return fs.f_bavail * fs.f_frsize - size >= spooled + _RESERVE
 
     def write(self, rows: list[Finding], records: Records, out: TextIO) -> bool:
         """Write `rows` to `out`: spooled records copied, the others rendered by `records`. False (nothing
@@ -100,7 +122,7 @@ class CsvSpool:
             self._file.flush()
             self._stamp(records.audited_at)
         except (OSError, ValueError):
-            self.broken = True
+            self._release()
             return False
         records.share(self._records)
         pending: list[str] = []  # rendered records before the run of spooled ones [first, end)
@@ -157,7 +179,7 @@ class CsvSpool:
             fd = out.fileno()
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
             fd = -1
-        if fd >= 0 and hasattr(os, "sendfile"):
+        if fd >= 0 and hasattr(os, "sendfile") and _utf8(out):  # the spool's bytes are UTF-8: copied as they are
             try:
                 while start < stop:
                     sent = os.sendfile(fd, self._file.fileno(), start, stop - start)
@@ -174,3 +196,15 @@ class CsvSpool:
                 raise OSError(f"the CSV spool ended at byte {start} of {stop}")
             start += len(chunk)
             out.write(decoder.decode(chunk, final=start >= stop))
+
+
+def _utf8(out: TextIO) -> bool:
+    """Whether `out` writes UTF-8 (stdout under another locale or PYTHONIOENCODING does not: its rows are decoded
+    and written through it, so the whole report has one encoding and an unencodable name fails as it would)."""
+    encoding = getattr(out, "encoding", None)
+    if not isinstance(encoding, str):
+        return False
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
