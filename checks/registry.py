@@ -138,3 +138,8 @@ def catalog() -> dict[str, Check]:
             raise CatalogError(f"checks without metadata: {no_meta}; metadata without a check: {no_fn}")
         _CATALOG = {cid: Check(metas[cid], _FUNCTIONS[cid]) for cid in sorted(metas)}
     return _CATALOG
+
+
+def catalog_metas() -> dict[str, CheckMeta]:
+    """Every check's metadata by ID (what the reports look rows up in)."""
+    return {cid: chk.meta for cid, chk in catalog().items()}

@@ -13,7 +13,7 @@ from auditor import ids
 from auditor.audit import AuditResult
 from auditor.findings import Finding, Status
 from auditor.reports import RunInfo, all_findings, fixed_gone, iso
-from checks.registry import CheckMeta, catalog
+from checks.registry import CheckMeta, catalog_metas
 
 if TYPE_CHECKING:
     from auditor.reports.csv_spool import CsvSpool
@@ -124,7 +124,7 @@ def _escaped(*values: object) -> tuple[str, ...]:
 def write_csv(result: AuditResult, run: RunInfo, out: TextIO, spool: CsvSpool | None = None) -> None:
     """The CSV, one row at a time to `out` (opened with newline="": the rows end in CRLF as RFC 4180 says).
     `spool`: the records of rows already rendered while ARM was read, copied instead of rendered again."""
-    records = Records(metas(), iso(run.finished_at))
+    records = Records(catalog_metas(), iso(run.finished_at))
     out.write(csv_line(COLUMNS))
     # With --baseline, findings fixed by going away get a row too (change "fixed"), after this run's rows.
     rows = all_findings(result) + fixed_gone(result)
@@ -132,10 +132,6 @@ def write_csv(result: AuditResult, run: RunInfo, out: TextIO, spool: CsvSpool | 
         return
     for start in range(0, len(rows), WRITE_BATCH):  # one write per batch: a write per row cost 0.8 s in 200,000
         out.write("".join(map(records.line, rows[start : start + WRITE_BATCH])))
-
-
-def metas() -> dict[str, CheckMeta]:
-    return {cid: chk.meta for cid, chk in catalog().items()}
 
 
 WRITE_BATCH = 500  # rows per write (about 600 KiB with the remediation text)

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import IO, TextIO
 
 from auditor.findings import Finding
-from auditor.reports.csv_report import WRITE_BATCH, Records, metas
+from auditor.reports.csv_report import WRITE_BATCH, Records
+from checks.registry import catalog_metas
 
 PLACEHOLDER = "0000-00-00T00:00:00Z"  # as wide as reports.iso(): an audited_at cell of the same bytes
 _CELL_END = len(PLACEHOLDER) + 1  # the placeholder and its closing quote end a record's first piece
@@ -41,7 +42,7 @@ class CsvSpool:
     def __init__(self, file: IO[bytes] | None = None) -> None:
         # Closed by close() (the command closes it in a finally); deleted as it is closed, or with the process.
         self._file = file if file is not None else tempfile.TemporaryFile(prefix="aib-audit-csv-")  # noqa: SIM115
-        self._records = Records(metas(), PLACEHOLDER)
+        self._records = Records(catalog_metas(), PLACEHOLDER)
         self._starts = array("q", [0])  # record i is bytes [_starts[i], _starts[i + 1])
         self._marks = array("q")  # record i's audited_at text starts at _marks[i]
         self._stamped = PLACEHOLDER
@@ -174,12 +175,12 @@ class CsvSpool:
             self._copy(out, self._starts[first], self._starts[end])
 
     def _copy(self, out: TextIO, start: int, stop: int) -> None:
-        out.flush()
         try:
             fd = out.fileno()
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
             fd = -1
         if fd >= 0 and hasattr(os, "sendfile") and _utf8(out):  # the spool's bytes are UTF-8: copied as they are
+            out.flush()  # what `out` holds goes first: the kernel writes at the file's position
             try:
                 while start < stop:
                     sent = os.sendfile(fd, self._file.fileno(), start, stop - start)

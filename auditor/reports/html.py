@@ -33,7 +33,7 @@ from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import STATUS_ORDER, Finding, Severity, Status
 from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, change_counts, iso, status_counts
 from auditor.textsafe import visible
-from checks.registry import CheckMeta, catalog
+from checks.registry import CheckMeta, catalog_metas
 
 CHART_STATUSES: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.ACCEPTED, Status.PASS)
 SHOWN_STATUSES = frozenset({Status.FAIL, Status.ERROR, Status.ACCEPTED})  # rows listed one by one
@@ -296,7 +296,7 @@ def _principals(findings: list[Finding]) -> list[PrincipalView]:
 
 
 def build_page(result: AuditResult, run: RunInfo) -> Page:
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    metas = catalog_metas()
     findings = all_findings(result)
     per_template: dict[str, list[Finding]] = defaultdict(list)
     for f in result.findings:

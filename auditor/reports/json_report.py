@@ -79,7 +79,7 @@ from auditor.audit import AuditResult, TemplateResult
 from auditor.findings import Finding
 from auditor.reports import RunInfo, all_findings, change_counts, iso, status_counts
 from auditor.reports.csv_report import remediation_text
-from checks.registry import CheckMeta, catalog
+from checks.registry import CheckMeta, catalog_metas
 
 SCHEMA_VERSION = "1"
 
@@ -170,7 +170,7 @@ def _head(result: AuditResult, run: RunInfo, findings: list[Finding]) -> dict[st
 
 def report_dict(result: AuditResult, run: RunInfo) -> dict[str, Any]:
     """The whole report as one dict (small results, tests); `write_json` writes the same document row by row."""
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    metas = catalog_metas()
     findings = all_findings(result)
     return {
         **_head(result, run, findings),
@@ -198,7 +198,7 @@ def _write_array(out: TextIO, items: Iterable[dict[str, Any]]) -> None:
 def write_json(result: AuditResult, run: RunInfo, out: TextIO) -> None:
     """The report, byte for byte `json.dumps(report_dict(...), indent=2)`, written one finding at a time: the
     findings (with their evidence) are by far the largest part and never exist as one string or one list of dicts."""
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    metas = catalog_metas()
     findings = all_findings(result)
     out.write("{\n")
     for key, value in _head(result, run, findings).items():

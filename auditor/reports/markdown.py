@@ -18,7 +18,7 @@ from auditor.audit import AuditResult
 from auditor.findings import Finding, Severity, Status
 from auditor.reports import EXIT_MEANINGS, STATUSES, RunInfo, all_findings, change_counts, iso, status_counts
 from auditor.textsafe import visible
-from checks.registry import CheckMeta, catalog
+from checks.registry import CheckMeta, catalog_metas
 
 MAX_ROWS = 50  # table rows; the rest is counted, not listed
 MAX_CELL = 300  # characters per cell: one row is one line on a job page
@@ -64,7 +64,7 @@ def _severity(meta: CheckMeta | None) -> str:
 
 def attention_rows(result: AuditResult) -> list[Finding]:
     """FAIL and ERROR rows in the order a reader should see them: new/regressed FAILs, ERRORs, the other FAILs."""
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    metas = catalog_metas()
 
     def key(f: Finding) -> tuple[int, int, str, str, str]:
         if f.status == Status.FAIL and f.change in ("new", "regressed"):
@@ -100,7 +100,7 @@ def _row(f: Finding, meta: CheckMeta | None, with_change: bool) -> str:
 
 
 def render_markdown(result: AuditResult, run: RunInfo) -> str:
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    metas = catalog_metas()
     findings = all_findings(result)
     counts = status_counts(findings)
     templates = len(result.templates)

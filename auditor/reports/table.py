@@ -25,7 +25,7 @@ from auditor.findings import Finding, Status
 from auditor.reports import EXIT_MEANINGS, GATING_CHANGES, STATUSES, RunInfo, all_findings, change_counts, status_counts
 from auditor.reports.grid import Cell, Column, Grid
 from auditor.textsafe import visible
-from checks.registry import catalog
+from checks.registry import catalog_metas
 
 STATUS_STYLE = {
     Status.FAIL: "bold red",
@@ -133,7 +133,7 @@ def _detail_cell(f: Finding) -> Cell:
 
 
 def _findings_grid(findings: list[Finding], names: dict[str, str]) -> Grid:
-    metas = {cid: chk.meta for cid, chk in catalog().items()}
+    metas = catalog_metas()
     grid = Grid(
         [
             Column("Status"),
